@@ -1,0 +1,1 @@
+"""Claude Code in the sandbox: command line, events, live progress, watchdog."""

@@ -1,0 +1,181 @@
+"""RunConfig: everything one run needs, merged as flags/inputs > plan > defaults.
+
+The environment is not read here: ``cli.py`` and ``action.py`` collect flags,
+inputs and credentials and hand them over as plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from claude_e2b.errors import ConfigError
+from claude_e2b.plan import Plan
+from claude_e2b.sandbox import DEFAULT_TEMPLATE, Backend
+
+SecretsPolicy = Literal["exclude", "fail", "warn"]
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_MINUTES = 60.0
+DEFAULT_WARN_AT_MINUTES = (30.0, 50.0)
+DEFAULT_PROTECTED_PATHS = (".github/workflows/**",)
+DEFAULT_MODEL = "claude-sonnet-4-5"
+# The sandbox outlives the hard limit by this much, so the partial work can still
+# be collected after the agent is stopped, and no longer.
+LIFETIME_MARGIN_S = 600
+SANDBOX_REPO_DIR = "/home/user/repo"
+SANDBOX_WORK_DIR = "/tmp/claude-e2b"  # noqa: S108 - a path inside the sandbox, not on the runner
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Secrets and endpoints for the agent; only what the agent needs enters the sandbox."""
+
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    claude_oauth_token: str | None = None
+    extra_agent_env: Mapping[str, str] = field(default_factory=dict)
+    other_secrets: tuple[str, ...] = ()
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value the run holds, for redaction and the secret scan."""
+        values = [self.anthropic_api_key, self.claude_oauth_token, *self.other_secrets]
+        return tuple(v for v in values if v)
+
+    def agent_env(self) -> dict[str, str]:
+        """Variables Claude Code needs to reach its model."""
+        env = dict(self.extra_agent_env)
+        if self.anthropic_api_key:
+            env["ANTHROPIC_API_KEY"] = self.anthropic_api_key
+        if self.claude_oauth_token:
+            env["CLAUDE_CODE_OAUTH_TOKEN"] = self.claude_oauth_token
+        if self.anthropic_base_url:
+            env["ANTHROPIC_BASE_URL"] = self.anthropic_base_url
+        return env
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Explicit flags or action inputs; None means "not given"."""
+
+    backend: Backend | None = None
+    template: str | None = None
+    model: str | None = None
+    timeout_minutes: float | None = None
+    budget_usd: float | None = None
+    max_turns: int | None = None
+    include_untracked: bool | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The merged configuration of one run."""
+
+    plan: Plan
+    repo_dir: Path
+    output_dir: Path
+    backend: Backend
+    template: str
+    model: str
+    timeout_minutes: float
+    warn_at_minutes: tuple[float, ...]
+    budget_usd: float | None
+    max_turns: int | None
+    include_untracked: bool
+    secrets_policy: SecretsPolicy
+    excludes: tuple[str, ...]
+    allowed_paths: tuple[str, ...]
+    protected_paths: tuple[str, ...]
+    setup: tuple[str, ...]
+    verify: str | None
+    env: Mapping[str, str]
+    network: tuple[str, ...] | None
+    credentials: Credentials
+    local_tools: Mapping[str, Path] = field(default_factory=dict)
+    open_pr: bool = False
+    run_id: str = ""
+
+    @property
+    def lifetime_s(self) -> int:
+        """Server-side sandbox lifetime: the hard limit plus the collection margin."""
+        return int(self.timeout_minutes * 60) + LIFETIME_MARGIN_S
+
+
+def _first(*values: T | None, default: T) -> T:
+    for value in values:
+        if value is not None:
+            return value
+    return default
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value}")
+
+
+def build_run_config(
+    plan: Plan,
+    overrides: Overrides,
+    *,
+    repo_dir: Path,
+    output_dir: Path,
+    credentials: Credentials,
+    local_tools: Mapping[str, Path] | None = None,
+    open_pr: bool = False,
+    run_id: str = "",
+) -> RunConfig:
+    """Merge flags/inputs over the plan over the defaults; raises ConfigError on bad values."""
+    _positive("--timeout-minutes", overrides.timeout_minutes)
+    _positive("--budget-usd", overrides.budget_usd)
+    _positive("--max-turns", overrides.max_turns)
+    timeout = _first(
+        overrides.timeout_minutes, plan.timeout_minutes, default=DEFAULT_TIMEOUT_MINUTES
+    )
+    return RunConfig(
+        plan=plan,
+        repo_dir=repo_dir,
+        output_dir=output_dir,
+        backend=_first(overrides.backend, default="e2b"),
+        template=_first(overrides.template, plan.template, default=DEFAULT_TEMPLATE),
+        model=_first(overrides.model, plan.model, default=DEFAULT_MODEL),
+        timeout_minutes=timeout,
+        warn_at_minutes=_warn_marks(plan.warn_at_minutes, timeout),
+        budget_usd=_first(overrides.budget_usd, plan.budget_usd, default=None),
+        max_turns=_first(overrides.max_turns, plan.max_turns, default=None),
+        include_untracked=_first(
+            overrides.include_untracked, plan.include_untracked, default=False
+        ),
+        secrets_policy=_secrets_policy(plan.secrets),
+        excludes=plan.exclude,
+        allowed_paths=plan.allowed_paths,
+        protected_paths=_first(plan.protected_paths, default=DEFAULT_PROTECTED_PATHS),
+        setup=plan.setup,
+        verify=plan.verify,
+        env=dict(plan.env),
+        network=plan.network,
+        credentials=credentials,
+        local_tools=dict(local_tools or {}),
+        open_pr=open_pr,
+        run_id=run_id,
+    )
+
+
+def _warn_marks(marks: tuple[float, ...] | None, timeout: float) -> tuple[float, ...]:
+    if marks is not None:
+        return tuple(m for m in marks if m < timeout)
+    # Default marks scale with a shorter limit: half-way and five-sixths of the way.
+    if timeout == DEFAULT_TIMEOUT_MINUTES:
+        return DEFAULT_WARN_AT_MINUTES
+    return (timeout * 0.5, timeout * 5 / 6)
+
+
+def _secrets_policy(value: str | None) -> SecretsPolicy:
+    if value in (None, "exclude"):
+        return "exclude"
+    if value == "fail":
+        return "fail"
+    if value == "warn":
+        return "warn"
+    raise ConfigError(f"secrets must be exclude, fail or warn, got {value!r}")

@@ -1,0 +1,348 @@
+"""The run: one small function per step, plain data in and out.
+
+select → sandbox → upload → setup → agent → verify → detect → download → apply →
+result. The sandbox is created through the factory the caller hands in and is
+killed on every way out, so none outlives the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from claude_e2b.agent.command import build_command
+from claude_e2b.agent.events import Event
+from claude_e2b.agent.monitor import describe
+from claude_e2b.agent.runner import AgentOutcome, ensure_claude, run_agent
+from claude_e2b.config import SANDBOX_REPO_DIR, SANDBOX_WORK_DIR, RunConfig
+from claude_e2b.errors import ClaudeE2BError, SyncError
+from claude_e2b.log import get_logger
+from claude_e2b.plan import count_tasks
+from claude_e2b.result import (
+    AgentInfo,
+    CostInfo,
+    PlanInfo,
+    RunResult,
+    SandboxInfo,
+    Status,
+    TimingInfo,
+    VerifyInfo,
+)
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
+from claude_e2b.sync.apply import ApplyPolicy, ApplyResult, apply_changes
+from claude_e2b.sync.changes import (
+    Changeset,
+    detect_script,
+    pack_script,
+    parse_detect_output,
+    parse_pack_output,
+)
+from claude_e2b.sync.select import Selection, SelectOptions, select_files
+from claude_e2b.sync.upload import upload_repository
+
+SessionFactory = Callable[[SandboxSpec], SandboxSession]
+STEP_TIMEOUT_S = 600.0
+OUTPUT_TAIL = 4000
+DOWNLOAD_CHUNK_LOG = 2**20
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RunState:
+    """What the steps learn as the run goes; turned into a RunResult at the end."""
+
+    config: RunConfig
+    started: float = field(default_factory=time.monotonic)
+    timing: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    sandbox_id: str = ""
+    sandbox_seconds: float = 0.0
+    baseline: str = ""
+    agent: AgentOutcome | None = None
+    verify: VerifyInfo | None = None
+    changeset: Changeset = field(default_factory=lambda: Changeset(changes=()))
+    applied: ApplyResult | None = None
+    failure: str = ""
+    tasks_after: int | None = None
+
+
+def _timed(state: RunState, name: str) -> Callable[[], None]:
+    began = time.monotonic()
+
+    def stop() -> None:
+        state.timing[name] = state.timing.get(name, 0.0) + time.monotonic() - began
+
+    return stop
+
+
+def select_step(config: RunConfig) -> Selection:
+    """Which files go up: git decides, secrets and caps exclude."""
+    return select_files(
+        config.repo_dir,
+        SelectOptions(include_untracked=config.include_untracked, extra_excludes=config.excludes),
+    )
+
+
+def sandbox_spec(config: RunConfig) -> SandboxSpec:
+    """The sandbox to create for this run."""
+    return SandboxSpec(
+        backend=config.backend,
+        template=config.template,
+        lifetime_s=config.lifetime_s,
+        metadata={"run-id": config.run_id, "plan": config.plan.display_title[:200]},
+        envs=dict(config.env),
+        allow_out=config.network,
+        local_tools=config.local_tools,
+    )
+
+
+def plan_path_in_repo(config: RunConfig) -> str | None:
+    """The plan file's path relative to the repository, when it lives inside it."""
+    try:
+        return config.plan.path.resolve().relative_to(config.repo_dir.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def _stream_to_log(prefix: str) -> Callable[[str], None]:
+    def emit(chunk: str) -> None:
+        for line in chunk.splitlines():
+            if line.strip():
+                log.info(prefix, line=line)
+
+    return emit
+
+
+def setup_step(session: SandboxSession, state: RunState) -> None:
+    """Run the plan's setup commands; the first failure stops the run with its output."""
+    for command in state.config.setup:
+        log.info("setup.run", command=command)
+        out = session.run(
+            command,
+            timeout=STEP_TIMEOUT_S,
+            cwd=SANDBOX_REPO_DIR,
+            on_stdout=_stream_to_log("setup"),
+            on_stderr=_stream_to_log("setup"),
+        )
+        if not out.ok:
+            tail = (out.stdout + out.stderr)[-OUTPUT_TAIL:]
+            state.failure = f"setup command failed (exit {out.exit_code}): {command}\n{tail}"
+            return
+
+
+def agent_step(session: SandboxSession, state: RunState) -> None:
+    """Run Claude Code on the plan, following its progress live."""
+    config = state.config
+    claude_bin = "claude"
+    ensure_claude(session, claude_bin)
+    command = build_command(
+        claude_bin=claude_bin,
+        model=config.model,
+        repo_dir=SANDBOX_REPO_DIR,
+        prompt_path=f"{SANDBOX_WORK_DIR}/prompt.md",
+        plan_file=plan_path_in_repo(config),
+        max_turns=config.max_turns,
+        budget_usd=config.budget_usd,
+    )
+
+    def on_event(event: Event) -> None:
+        for line in describe(event, SANDBOX_REPO_DIR):
+            log.info("agent", line=line)
+
+    state.agent = run_agent(
+        session,
+        command,
+        prompt=config.plan.body,
+        env=config.credentials.agent_env(),
+        transcript_path=config.output_dir / "transcript.jsonl",
+        timeout_s=config.timeout_minutes * 60,
+        on_event=on_event,
+    )
+
+
+def verify_step(session: SandboxSession, state: RunState) -> None:
+    """Run the plan's verify command after the agent; keep its exit code and tail."""
+    command = state.config.verify
+    if not command:
+        return
+    out = session.run(command, timeout=STEP_TIMEOUT_S, cwd=SANDBOX_REPO_DIR)
+    state.verify = VerifyInfo(command, out.exit_code, (out.stdout + out.stderr)[-OUTPUT_TAIL:])
+
+
+def detect_step(session: SandboxSession, state: RunState) -> None:
+    """Find what changed since the baseline commit, with git plumbing in the sandbox."""
+    out_path = f"{SANDBOX_WORK_DIR}/changes.bin"
+    script = detect_script(SANDBOX_REPO_DIR, state.baseline)
+    done = session.run(
+        f"bash -c {shlex.quote(script)} > {shlex.quote(out_path)}", timeout=STEP_TIMEOUT_S
+    )
+    if not done.ok:
+        raise SyncError(f"could not list the changes in the sandbox: {done.stderr[-2000:]}")
+    state.changeset = parse_detect_output(session.read_bytes(out_path))
+
+
+def download_step(session: SandboxSession, state: RunState, into: Path) -> Path | None:
+    """Pack the changed files into one archive in the sandbox and download it, verified."""
+    if not state.changeset.pack_paths():
+        return None
+    archive = f"{SANDBOX_WORK_DIR}/changes.tar"
+    job = pack_script(SANDBOX_REPO_DIR, state.changeset, archive)
+    session.write_file(job.list_path, job.list_content)
+    done = session.run(f"bash -c {shlex.quote(job.script)}", timeout=STEP_TIMEOUT_S)
+    if not done.ok:
+        raise SyncError(f"could not pack the changes in the sandbox: {done.stderr[-2000:]}")
+    packed = parse_pack_output(done.stdout.encode())
+    local = into / "changes.tar"
+    digest = hashlib.sha256()
+    with local.open("wb") as handle:
+        for chunk in session.read_stream(archive):
+            digest.update(chunk)
+            handle.write(chunk)
+    if digest.hexdigest() != packed.sha256:
+        raise SyncError("the downloaded changes archive does not match its checksum")
+    return local
+
+
+def apply_step(state: RunState, archive: Path | None) -> None:
+    """Apply the changes to the checkout; refused ones are listed, not dropped."""
+    config = state.config
+    policy = ApplyPolicy(allowed_paths=config.allowed_paths, protected_paths=config.protected_paths)
+    state.applied = apply_changes(config.repo_dir, state.changeset, archive, policy=policy)
+    for skipped in state.applied.skipped:
+        log.warning("apply.skipped", path=skipped.path, reason=skipped.reason)
+
+
+def collect_step(session: SandboxSession, state: RunState) -> None:
+    """Bring back what the agent did: detect, download, apply."""
+    stop = _timed(state, "download_s")
+    try:
+        detect_step(session, state)
+        with tempfile.TemporaryDirectory(prefix="claude-e2b-changes-") as tmp:
+            archive = download_step(session, state, Path(tmp))
+            apply_step(state, archive)
+    finally:
+        stop()
+
+
+def _work_in_sandbox(session: SandboxSession, state: RunState, selection: Selection) -> None:
+    stop = _timed(state, "upload_s")
+    report = upload_repository(
+        session, selection, repo_dir=SANDBOX_REPO_DIR, work_dir=SANDBOX_WORK_DIR
+    )
+    stop()
+    state.baseline = report.baseline
+    setup_step(session, state)
+    if state.failure:
+        return
+    stop = _timed(state, "agent_s")
+    try:
+        agent_step(session, state)
+    finally:
+        stop()
+    verify_step(session, state)
+    collect_step(session, state)
+
+
+def run_pipeline(config: RunConfig, open_sandbox: SessionFactory) -> RunResult:
+    """Run one plan end to end and return its result; the sandbox never outlives it."""
+    state = RunState(config)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    selection = select_step(config)
+    for excluded in selection.excluded:
+        log.info("select.excluded", path=excluded.path, reason=excluded.reason)
+    session = open_sandbox(sandbox_spec(config))
+    state.sandbox_id = session.sandbox_id
+    try:
+        _work_in_sandbox(session, state, selection)
+    except ClaudeE2BError as exc:
+        state.failure = str(exc)
+        log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
+    finally:
+        session.kill()
+        state.sandbox_seconds = session.alive_seconds
+    return build_result(state)
+
+
+def _status(state: RunState) -> Status:
+    agent = state.agent
+    if state.failure:
+        return "failed"
+    if agent is not None and agent.timed_out:
+        return "timed_out"
+    if agent is None or agent.result is None or agent.result.is_error:
+        return "failed"
+    return "no_changes" if not state.changeset.changes else "completed"
+
+
+def _cost(agent: AgentOutcome | None) -> CostInfo:
+    if agent is None or agent.result is None:
+        return CostInfo()
+    usage = agent.result.usage
+    claude = agent.result.total_cost_usd or 0.0
+    return CostInfo(
+        claude_usd=claude,
+        total_usd=claude,
+        input_tokens=int(usage.get("input_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+        cache_read_tokens=int(usage.get("cache_read_input_tokens", 0)),
+        cache_write_tokens=int(usage.get("cache_creation_input_tokens", 0)),
+        by_model=dict(agent.result.model_usage),
+    )
+
+
+def _plan_info(state: RunState) -> PlanInfo:
+    plan = state.config.plan
+    after = plan.tasks.done
+    inside = plan_path_in_repo(state.config)
+    if inside is not None and (state.config.repo_dir / inside).is_file():
+        after = count_tasks((state.config.repo_dir / inside).read_text("utf-8")).done
+    return PlanInfo(
+        path=str(plan.path),
+        title=plan.display_title,
+        tasks_done_before=plan.tasks.done,
+        tasks_done_after=after,
+        tasks_total=plan.tasks.total,
+    )
+
+
+def build_result(state: RunState) -> RunResult:
+    """Assemble the RunResult from what the steps recorded."""
+    config, agent = state.config, state.agent
+    applied = state.applied
+    changes = tuple(c.to_result() for c in applied.applied) if applied else ()
+    skipped = (
+        tuple({"path": s.path, "reason": s.reason} for s in applied.skipped) if applied else ()
+    )
+    result = agent.result if agent else None
+    return RunResult(
+        run_id=config.run_id,
+        status=_status(state),
+        plan=_plan_info(state),
+        sandbox=SandboxInfo(
+            config.backend, state.sandbox_id, config.template, state.sandbox_seconds
+        ),
+        agent=AgentInfo(
+            exit_code=agent.exit_code if agent else None,
+            num_turns=result.num_turns if result else 0,
+            session_id=agent.session_id if agent else "",
+            final_message=agent.final_message if agent else "",
+        ),
+        verify=state.verify,
+        changes=changes,
+        skipped_changes=skipped,
+        cost=_cost(agent),
+        timing=TimingInfo(
+            total_s=time.monotonic() - state.started,
+            upload_s=state.timing.get("upload_s", 0.0),
+            agent_s=state.timing.get("agent_s", 0.0),
+            download_s=state.timing.get("download_s", 0.0),
+        ),
+        warnings=tuple(state.warnings),
+        message=state.failure,
+    )
