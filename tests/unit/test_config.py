@@ -23,27 +23,49 @@ Do the thing.
 """
 
 
-def _config(overrides=Overrides(), text=PLAN, credentials=Credentials()):
+def _config(overrides=None, text=PLAN, credentials=None):
+    overrides = overrides or Overrides()
+    credentials = credentials or Credentials()
     plan = parse_plan(text, Path("PLAN.md"))
-    return build_run_config(plan, overrides, repo_dir=Path("/r"), output_dir=Path("/o"),
-                            credentials=credentials)
+    return build_run_config(
+        plan, overrides, repo_dir=Path("/r"), output_dir=Path("/o"), credentials=credentials
+    )
 
 
 def test_plan_values_beat_defaults():
     """Plan keys are used when no flag is given."""
     config = _config()
-    assert (config.model, config.timeout_minutes, config.budget_usd, config.max_turns,
-            config.template) == ("plan-model", 20, 2, 9, "plan-template")
+    assert (
+        config.model,
+        config.timeout_minutes,
+        config.budget_usd,
+        config.max_turns,
+        config.template,
+    ) == ("plan-model", 20, 2, 9, "plan-template")
     assert config.protected_paths == DEFAULT_PROTECTED_PATHS
     assert config.lifetime_s == 20 * 60 + LIFETIME_MARGIN_S
 
 
 def test_flags_beat_plan():
     """Explicit flags win over the plan."""
-    config = _config(Overrides(model="flag-model", timeout_minutes=5, budget_usd=0.5,
-                               max_turns=3, template="t", backend="local"))
-    assert (config.model, config.timeout_minutes, config.budget_usd, config.max_turns,
-            config.template, config.backend) == ("flag-model", 5, 0.5, 3, "t", "local")
+    config = _config(
+        Overrides(
+            model="flag-model",
+            timeout_minutes=5,
+            budget_usd=0.5,
+            max_turns=3,
+            template="t",
+            backend="local",
+        )
+    )
+    assert (
+        config.model,
+        config.timeout_minutes,
+        config.budget_usd,
+        config.max_turns,
+        config.template,
+        config.backend,
+    ) == ("flag-model", 5, 0.5, 3, "t", "local")
 
 
 def test_defaults_without_front_matter():
@@ -70,8 +92,11 @@ def test_bad_flag_values_are_config_errors():
 
 def test_agent_env_holds_only_what_the_agent_needs():
     """GitHub and E2B tokens never reach the agent's environment."""
-    creds = Credentials(anthropic_api_key="sk-test-123456789", anthropic_base_url="http://x",
-                        other_secrets=("ghp_should_not_pass_1234",))
+    creds = Credentials(
+        anthropic_api_key="sk-test-123456789",
+        anthropic_base_url="http://x",
+        other_secrets=("ghp_should_not_pass_1234",),
+    )
     env = creds.agent_env()
     assert env == {"ANTHROPIC_API_KEY": "sk-test-123456789", "ANTHROPIC_BASE_URL": "http://x"}
     assert "ghp_should_not_pass_1234" in creds.secret_values()
