@@ -7,7 +7,6 @@ killed on every way out, so none outlives the run.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import tempfile
 import time
@@ -34,7 +33,7 @@ from claude_e2b.result import (
     VerifyInfo,
 )
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
-from claude_e2b.sync.apply import ApplyPolicy, ApplyResult, apply_changes
+from claude_e2b.sync.apply import ApplyPolicy, ApplyResult, apply_changes, verify_archive
 from claude_e2b.sync.changes import (
     Changeset,
     detect_script,
@@ -48,7 +47,6 @@ from claude_e2b.sync.upload import upload_repository
 SessionFactory = Callable[[SandboxSpec], SandboxSession]
 STEP_TIMEOUT_S = 600.0
 OUTPUT_TAIL = 4000
-DOWNLOAD_CHUNK_LOG = 2**20
 
 log = get_logger(__name__)
 
@@ -191,21 +189,18 @@ def download_step(session: SandboxSession, state: RunState, into: Path) -> Path 
     """Pack the changed files into one archive in the sandbox and download it, verified."""
     if not state.changeset.pack_paths():
         return None
-    archive = f"{SANDBOX_WORK_DIR}/changes.tar"
+    archive = f"{SANDBOX_WORK_DIR}/changes.tar.zst"
     job = pack_script(SANDBOX_REPO_DIR, state.changeset, archive)
     session.write_file(job.list_path, job.list_content)
     done = session.run(f"bash -c {shlex.quote(job.script)}", timeout=STEP_TIMEOUT_S)
     if not done.ok:
         raise SyncError(f"could not pack the changes in the sandbox: {done.stderr[-2000:]}")
     packed = parse_pack_output(done.stdout.encode())
-    local = into / "changes.tar"
-    digest = hashlib.sha256()
+    local = into / "changes.archive"
     with local.open("wb") as handle:
         for chunk in session.read_stream(archive):
-            digest.update(chunk)
             handle.write(chunk)
-    if digest.hexdigest() != packed.sha256:
-        raise SyncError("the downloaded changes archive does not match its checksum")
+    verify_archive(local, packed)
     return local
 
 

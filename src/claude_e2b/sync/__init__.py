@@ -1,0 +1,1 @@
+"""Moving the repository into the sandbox and the changes back."""
