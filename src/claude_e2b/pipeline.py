@@ -311,9 +311,7 @@ def build_result(state: RunState) -> RunResult:
     config, agent = state.config, state.agent
     applied = state.applied
     changes = tuple(c.to_result() for c in applied.applied) if applied else ()
-    skipped = (
-        tuple({"path": s.path, "reason": s.reason} for s in applied.skipped) if applied else ()
-    )
+    skipped = tuple(applied.skipped_result_list()) if applied else ()
     result = agent.result if agent else None
     return RunResult(
         run_id=config.run_id,

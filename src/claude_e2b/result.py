@@ -127,5 +127,5 @@ class RunResult:
 def write_result(result: RunResult, path: Path) -> None:
     """Write result.json atomically (a reader never sees half a file)."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", "utf-8")
+    tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
     tmp.replace(path)

@@ -23,21 +23,42 @@ def test_splitter_joins_lines_cut_across_chunks():
 
 def test_init_event():
     """The init event gives session id, model, cwd and tools."""
-    line = json.dumps({"type": "system", "subtype": "init", "session_id": "s1",
-                       "model": "claude-sonnet-4-5", "cwd": "/home/user/repo", "tools": ["Bash"]})
+    line = json.dumps(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": "s1",
+            "model": "claude-sonnet-4-5",
+            "cwd": "/home/user/repo",
+            "tools": ["Bash"],
+        }
+    )
     event = parse_event(line)
     assert isinstance(event, InitEvent)
     assert (event.session_id, event.model, event.cwd, event.tools) == (
-        "s1", "claude-sonnet-4-5", "/home/user/repo", ("Bash",))
+        "s1",
+        "claude-sonnet-4-5",
+        "/home/user/repo",
+        ("Bash",),
+    )
 
 
 def test_assistant_event_with_text_and_tool_use():
     """Assistant text and tool calls are both read from the content blocks."""
-    line = json.dumps({"type": "assistant", "message": {
-        "id": "msg_1", "model": "m", "usage": {"input_tokens": 3},
-        "content": [{"type": "text", "text": "Editing."},
-                    {"type": "tool_use", "id": "t1", "name": "Edit",
-                     "input": {"file_path": "/x"}}]}})
+    line = json.dumps(
+        {
+            "type": "assistant",
+            "message": {
+                "id": "msg_1",
+                "model": "m",
+                "usage": {"input_tokens": 3},
+                "content": [
+                    {"type": "text", "text": "Editing."},
+                    {"type": "tool_use", "id": "t1", "name": "Edit", "input": {"file_path": "/x"}},
+                ],
+            },
+        }
+    )
     event = parse_event(line)
     assert isinstance(event, AssistantEvent)
     assert event.text == "Editing."
@@ -48,8 +69,21 @@ def test_assistant_event_with_text_and_tool_use():
 
 def test_tool_result_event():
     """User events carrying tool results are recognised, errors flagged."""
-    line = json.dumps({"type": "user", "message": {"content": [
-        {"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": "boom"}]}})
+    line = json.dumps(
+        {
+            "type": "user",
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "is_error": True,
+                        "content": "boom",
+                    }
+                ]
+            },
+        }
+    )
     event = parse_event(line)
     assert isinstance(event, ToolResultEvent)
     assert event.tool_ids == ("t1",)
@@ -58,10 +92,20 @@ def test_tool_result_event():
 
 def test_result_event():
     """The result event carries cost, usage and per-model usage."""
-    line = json.dumps({"type": "result", "subtype": "success", "is_error": False, "num_turns": 4,
-                       "session_id": "s1", "result": "Done.", "total_cost_usd": 0.0123,
-                       "usage": {"input_tokens": 10, "output_tokens": 5},
-                       "modelUsage": {"m": {"costUSD": 0.0123}}, "duration_ms": 900})
+    line = json.dumps(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "num_turns": 4,
+            "session_id": "s1",
+            "result": "Done.",
+            "total_cost_usd": 0.0123,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+            "modelUsage": {"m": {"costUSD": 0.0123}},
+            "duration_ms": 900,
+        }
+    )
     event = parse_event(line)
     assert isinstance(event, ResultEvent)
     assert event.total_cost_usd == 0.0123

@@ -10,9 +10,11 @@ def test_tool_lines_are_short_and_relative():
     """File tools show the path relative to the repository; Bash shows the command."""
     cwd = "/home/user/repo"
     assert describe_tool(ToolUse("1", "Edit", {"file_path": f"{cwd}/src/app.py"}), cwd) == (
-        "Edit src/app.py")
+        "Edit src/app.py"
+    )
     assert describe_tool(ToolUse("2", "Bash", {"command": "pytest -q\n  -x"}), cwd) == (
-        "$ pytest -q -x")
+        "$ pytest -q -x"
+    )
     assert describe_tool(ToolUse("3", "Grep", {"pattern": "TODO"}), cwd) == "Grep TODO"
     assert describe_tool(ToolUse("4", "Mystery", {}), cwd) == "Mystery"
 

@@ -1,0 +1,19 @@
+"""An E2B-compatible local sandbox: envd's protocol served on the SDK's own stubs."""
+
+from .launcher import (
+    LocalBoxHandle,
+    LocalBoxInfo,
+    LocalBoxOptions,
+    kill_localbox,
+    list_localboxes,
+    start_localbox,
+)
+
+__all__ = [
+    "LocalBoxHandle",
+    "LocalBoxInfo",
+    "LocalBoxOptions",
+    "kill_localbox",
+    "list_localboxes",
+    "start_localbox",
+]

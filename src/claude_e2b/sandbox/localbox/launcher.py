@@ -1,0 +1,226 @@
+"""Start, find and stop local sandbox servers (what the rest of the project uses).
+
+``start_localbox`` runs ``python -m claude_e2b.sandbox.localbox`` as a child
+process on a free loopback port. The child watches its parent: if this process
+dies, the sandbox ends too, so nothing outlives the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from claude_e2b.errors import SandboxGoneError, SandboxStartError, SandboxTransientError
+
+from .registry import LocalBoxInfo, default_registry_dir, pid_alive, read_entries
+
+__all__ = [
+    "LocalBoxHandle",
+    "LocalBoxInfo",
+    "LocalBoxOptions",
+    "kill_localbox",
+    "list_localboxes",
+    "start_localbox",
+]
+
+_STDERR_TAIL = 4000
+_HTTP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class LocalBoxOptions:
+    """How to start a local sandbox (``faults``: see faults.py)."""
+
+    lifetime_s: float = 3600.0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    tools: Mapping[str, Path] = field(default_factory=dict)
+    keep_root: bool = False
+    root: Path | None = None
+    faults: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class LocalBoxHandle:
+    """A running local sandbox server, child of this process."""
+
+    url: str
+    sandbox_id: str
+    pid: int
+    root: Path
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def set_timeout(self, seconds: float) -> None:
+        """Make the sandbox end ``seconds`` from now.
+
+        Raises SandboxGoneError if the server is gone, SandboxTransientError if it
+        did not answer.
+        """
+        if self._process is None or self._process.poll() is not None:
+            raise SandboxGoneError(f"local sandbox {self.sandbox_id} is not running")
+        body = json.dumps({"seconds": seconds}).encode()
+        request = urllib.request.Request(f"{self.url}/localbox/timeout", data=body, method="POST")  # noqa: S310 - our own http URL
+        try:
+            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S):  # noqa: S310
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise SandboxTransientError(f"local sandbox {self.sandbox_id}: {exc}") from exc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Kill the server and everything in the sandbox; idempotent."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            # SIGTERM lets the server kill its process groups and remove its root.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _argv(options: LocalBoxOptions, ready_fd: int, registry_dir: Path) -> list[str]:
+    argv = [sys.executable, "-m", "claude_e2b.sandbox.localbox", "--port", "0"]
+    argv += ["--lifetime", str(options.lifetime_s), "--ready-fd", str(ready_fd)]
+    argv += ["--registry-dir", str(registry_dir), "--faults", json.dumps(dict(options.faults))]
+    for key, value in options.metadata.items():
+        argv += ["--metadata", f"{key}={value}"]
+    for name, path in options.tools.items():
+        argv += ["--tool", f"{name}={path}"]
+    if options.keep_root:
+        argv.append("--keep-root")
+    if options.root is not None:
+        argv += ["--root", str(options.root)]
+    return argv
+
+
+def _child_env() -> dict[str, str]:
+    """Our environment, with the package importable even when not installed."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _tail(log: IO[bytes]) -> str:
+    log.flush()
+    log.seek(0, os.SEEK_END)
+    size = log.tell()
+    log.seek(max(0, size - _STDERR_TAIL))
+    return log.read().decode("utf-8", "replace")
+
+
+def _read_ready(read_fd: int, process: subprocess.Popen[bytes], deadline: float) -> dict[str, Any]:
+    """The JSON line the server writes once it listens. Raises TimeoutError/ValueError."""
+    buffer = b""
+    while not buffer.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the local sandbox did not report ready in time")
+        readable, _, _ = select.select([read_fd], [], [], min(remaining, 0.2))
+        if readable:
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                raise ValueError(f"the local sandbox exited early (status {process.poll()})")
+            buffer += chunk
+    info = json.loads(buffer)
+    if not isinstance(info, dict):
+        raise TypeError("the local sandbox reported garbage")
+    return info
+
+
+def _healthy(url: str, deadline: float) -> None:
+    """Wait until /health answers 2xx. Raises TimeoutError."""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=_HTTP_TIMEOUT_S) as answer:  # noqa: S310 - our own http URL
+                if 200 <= answer.status < 300:  # noqa: PLR2004
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    raise TimeoutError("the local sandbox did not answer /health in time")
+
+
+def start_localbox(options: LocalBoxOptions, *, ready_timeout: float = 20.0) -> LocalBoxHandle:
+    """Start a local sandbox server as a child process and wait until it is healthy.
+
+    Raises SandboxStartError (with the tail of the server's stderr) on failure.
+    """
+    registry_dir = default_registry_dir()
+    read_fd, write_fd = os.pipe()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the handle owns it until stop()
+    try:
+        process = subprocess.Popen(
+            _argv(options, write_fd, registry_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_fd,),
+            env=_child_env(),
+        )
+    finally:
+        os.close(write_fd)
+    handle = LocalBoxHandle("", "", process.pid, Path(), process, log)
+    deadline = time.monotonic() + ready_timeout
+    try:
+        info = _read_ready(read_fd, process, deadline)
+        handle.url, handle.sandbox_id = str(info["url"]), str(info["sandbox_id"])
+        handle.root = Path(info["root"])
+        _healthy(handle.url, deadline)
+    except (TimeoutError, ValueError, TypeError, KeyError) as exc:
+        tail = _tail(log)
+        handle.stop(timeout=5.0)
+        raise SandboxStartError(
+            f"could not start the local sandbox: {exc}\n{tail}",
+            hint="run `python -m claude_e2b.sandbox.localbox` by hand to see why",
+        ) from exc
+    finally:
+        os.close(read_fd)
+    return handle
+
+
+def list_localboxes(registry_dir: Path | None = None) -> list[LocalBoxInfo]:
+    """Running local sandboxes of this machine (stale registry entries are pruned)."""
+    return read_entries(registry_dir or default_registry_dir())
+
+
+def kill_localbox(sandbox_id: str, registry_dir: Path | None = None) -> bool:
+    """End a running local sandbox by id; False if there is no such sandbox."""
+    found = [i for i in list_localboxes(registry_dir) if i.sandbox_id == sandbox_id]
+    if not found:
+        return False
+    info = found[0]
+    request = urllib.request.Request(f"{info.url}/localbox/kill", method="POST", data=b"{}")  # noqa: S310 - our own http URL
+    try:
+        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S):  # noqa: S310
+            pass
+    except (urllib.error.URLError, OSError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, signal.SIGTERM)
+    _wait_gone(info.pid, 10.0)
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -1,0 +1,89 @@
+"""Where running local sandboxes announce themselves: one JSON file per sandbox.
+
+The server writes ``<dir>/<sandbox_id>.json`` once it is ready and removes it at
+exit; readers prune entries whose server pid is gone (a server killed by SIGKILL
+cannot clean up after itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def default_registry_dir() -> Path:
+    """$CLAUDE_E2B_STATE_DIR/localbox, else $XDG_STATE_HOME/claude-e2b/localbox."""
+    state = os.environ.get("CLAUDE_E2B_STATE_DIR")
+    if state:
+        return Path(state) / "localbox"
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "claude-e2b" / "localbox"
+
+
+@dataclass(frozen=True)
+class LocalBoxInfo:
+    """A running local sandbox, as its registry entry describes it."""
+
+    sandbox_id: str
+    url: str
+    pid: int
+    root: Path
+    metadata: Mapping[str, str]
+    started_at: str
+    end_at: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LocalBoxInfo:
+        """Build from a registry entry. Raises KeyError/TypeError/ValueError if malformed."""
+        return cls(
+            sandbox_id=str(data["sandbox_id"]),
+            url=str(data["url"]),
+            pid=int(data["pid"]),
+            root=Path(data["root"]),
+            metadata={str(k): str(v) for k, v in dict(data["metadata"]).items()},
+            started_at=str(data["started_at"]),
+            end_at=str(data["end_at"]),
+        )
+
+
+def write_entry(directory: Path, info: Mapping[str, Any]) -> None:
+    """Write (or replace) a sandbox's entry atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{info['sandbox_id']}.json"
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    temporary.replace(target)
+
+
+def remove_entry(directory: Path, sandbox_id: str) -> None:
+    """Forget a sandbox."""
+    (directory / f"{sandbox_id}.json").unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (and is not a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return status.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def read_entries(directory: Path) -> list[LocalBoxInfo]:
+    """Live entries, oldest first; dead or unreadable ones are removed."""
+    found: list[LocalBoxInfo] = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            info = LocalBoxInfo.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        if pid_alive(info.pid):
+            found.append(info)
+        else:
+            path.unlink(missing_ok=True)
+    return sorted(found, key=lambda info: info.started_at)

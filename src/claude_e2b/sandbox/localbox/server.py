@@ -1,0 +1,277 @@
+"""The local sandbox server process: one process, one sandbox.
+
+It serves envd's protocol on a loopback port and ends itself — killing every
+process of the sandbox and removing its root — when its lifetime runs out, when
+its parent process dies, on SIGTERM/SIGINT, or on POST /localbox/kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
+from e2b.envd.process.process_connect import ProcessASGIApplication
+
+from .app import BoxState, LocalBoxApp
+from .faults import Faults
+from .files_http import FilesAPI
+from .filesystem import FilesystemService
+from .isolation import Identity, Isolation, Mode, detect_mode, identity_for, username
+from .paths import SandboxFS
+from .processes import ProcessService
+from .registry import default_registry_dir, remove_entry, write_entry
+
+_log = logging.getLogger("claude_e2b.localbox")
+_TICK_S = 0.2
+_GRACEFUL_S = 2
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server needs; built from the command line."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    lifetime_s: float = 3600.0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    tools: Mapping[str, Path] = field(default_factory=dict)
+    keep_root: bool = False
+    root: Path | None = None
+    faults: Mapping[str, Any] = field(default_factory=dict)
+    registry_dir: Path | None = None
+    ready_fd: int | None = None
+    mode: Mode | None = None
+
+
+def prepare_root(root: Path, identity: Identity, owner: int | None) -> None:
+    """Create the directories the sandbox starts with (home owned by "user")."""
+    for sub, mode in (("home/user", 0o755), ("tmp", 0o1777), ("root", 0o700)):
+        directory = root / sub
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(mode)
+    if owner is not None:
+        os.chown(root / "home/user", identity.uid, identity.gid)
+
+
+def remove_root(root: Path) -> None:
+    """Rm -rf, even through directories a command made read-only."""
+
+    def retry(function: Callable[..., Any], path: str, _exc: object) -> None:
+        parent = Path(path).parent
+        parent.chmod(parent.stat().st_mode | stat.S_IRWXU)
+        function(path)
+
+    # onerror, not onexc: we support Python 3.11.
+    shutil.rmtree(root, onerror=retry)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its re-raise of SIGTERM/SIGINT after shutdown.
+
+    uvicorn re-raises a caught signal once it stopped serving, which would kill
+    us before we remove the sandbox's processes and root.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for signum in _EXIT_SIGNALS:
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in _EXIT_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+
+class Server:
+    """Wires the services together and runs until something ends the sandbox."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.mode: Mode = config.mode or detect_mode()
+        self.identity = identity_for(self.mode)
+        self.root = (config.root or Path(tempfile.mkdtemp(prefix="localbox-"))).resolve()
+        self.isolation = Isolation(self.mode, self.root, self.identity, dict(config.tools))
+        self.faults = Faults()
+        self.faults.update(config.faults)
+        self.registry_dir = config.registry_dir or default_registry_dir()
+        self.state = BoxState(f"local-{secrets.token_hex(6)}", self.root, os.getpid(), {})
+        self.state.metadata = dict(config.metadata)
+        self.state.end_at = self.state.started_at + config.lifetime_s
+        self.processes = ProcessService(self.isolation)
+        self._uvicorn: _Uvicorn | None = None
+        self._parent = os.getppid()
+        self.exit_reason = ""
+
+    def _owner_of(self, user: str) -> int | None:
+        return self.isolation.owner_uid(user)
+
+    def _name_of(self, uid: int) -> str:
+        if uid == self.identity.uid and self.mode != "plain":
+            return "user"
+        return "root" if uid == 0 else username(uid)
+
+    def build_app(self) -> LocalBoxApp:
+        """The ASGI app over this server's services."""
+        fs = SandboxFS(self.root)
+        filesystem = FilesystemService(fs, self._owner_of, self._name_of)
+        return LocalBoxApp(
+            state=self.state,
+            faults=self.faults,
+            files=FilesAPI(fs, self._owner_of, self.faults),
+            process=ProcessASGIApplication(self.processes),
+            filesystem=FilesystemASGIApplication(filesystem),
+            on_change=self._publish,
+        )
+
+    def _publish(self) -> None:
+        write_entry(self.registry_dir, self.state.info())
+
+    def shutdown(self, reason: str) -> None:
+        """End the sandbox: kill its processes first, so open streams end now."""
+        if not self.exit_reason:
+            self.exit_reason = reason
+            _log.info("localbox %s ending: %s", self.state.sandbox_id, reason)
+        self.processes.kill_all()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def run(self) -> int:
+        """Serve until the end; always clean up. Returns the exit status."""
+        try:
+            prepare_root(self.root, self.identity, self._owner_of("user"))
+            self.isolation.start()
+            sock = _bind(self.config.host, self.config.port)
+            self.state.url = f"http://{self.config.host}:{sock.getsockname()[1]}"
+            self.state.shutdown = self.shutdown
+            asyncio.run(self._serve(sock))
+        finally:
+            self._cleanup()
+        return 0
+
+    async def _serve(self, sock: socket.socket) -> None:
+        config = uvicorn.Config(
+            self.build_app(),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=_GRACEFUL_S,
+        )
+        self._uvicorn = _Uvicorn(config)
+        watchdog = asyncio.create_task(self._watch())
+        self._publish()
+        _report_ready(self.config.ready_fd, self.state)
+        try:
+            await self._uvicorn.serve(sockets=[sock])
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self) -> None:
+        """End the sandbox on lifetime, parent death, or a signal caught by uvicorn."""
+        while True:
+            await asyncio.sleep(_TICK_S)
+            if time.time() >= self.state.end_at:
+                self.shutdown("lifetime ended")
+            elif os.getppid() != self._parent:
+                self.shutdown("parent process died")
+            elif self._uvicorn is not None and self._uvicorn.should_exit:
+                self.shutdown("signalled")
+
+    def _cleanup(self) -> None:
+        self.processes.kill_all()
+        self.isolation.stop()
+        remove_entry(self.registry_dir, self.state.sandbox_id)
+        if not self.config.keep_root:
+            remove_root(self.root)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _report_ready(ready_fd: int | None, state: BoxState) -> None:
+    """Tell the launcher (one JSON line on its pipe) or a human (stdout) we are up."""
+    line = json.dumps(state.info()) + "\n"
+    if ready_fd is None:
+        sys.stdout.write(f"localbox {state.sandbox_id} ready at {state.url} (root {state.root})\n")
+        sys.stdout.flush()
+        return
+    with os.fdopen(ready_fd, "w", encoding="utf-8") as pipe:
+        pipe.write(line)
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {value!r}")
+        pairs[key] = rest
+    return pairs
+
+
+def parse_args(argv: list[str]) -> ServerConfig:
+    """The command line of ``python -m claude_e2b.sandbox.localbox``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m claude_e2b.sandbox.localbox",
+        description="Run an E2B-compatible local sandbox (envd protocol). Connect with "
+        "e2b.Sandbox.create(debug=True, sandbox_url=URL, http_version='1.1').",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port (0: any free one)")
+    parser.add_argument("--lifetime", type=float, default=3600.0, help="seconds to live")
+    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME=PATH",
+                        help="make a host executable available as NAME on the PATH")  # fmt: skip
+    parser.add_argument("--root", type=Path, help="sandbox root directory (default: a temp dir)")
+    parser.add_argument("--keep-root", action="store_true", help="keep the root at exit")
+    parser.add_argument("--faults", default="{}", help="fault injection, as JSON")
+    parser.add_argument("--registry-dir", type=Path, help="where to announce the sandbox")
+    parser.add_argument("--mode", choices=["root", "userns", "plain"], help="isolation mode")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        lifetime_s=args.lifetime,
+        metadata=_pairs(args.metadata, "--metadata"),
+        tools={k: Path(v) for k, v in _pairs(args.tool, "--tool").items()},
+        keep_root=args.keep_root,
+        root=args.root,
+        faults=json.loads(args.faults),
+        registry_dir=args.registry_dir,
+        ready_fd=args.ready_fd,
+        mode=args.mode,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m claude_e2b.sandbox.localbox``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s localbox %(message)s")
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    return Server(config).run()

@@ -1,0 +1,53 @@
+"""Fixtures for integration tests: a local E2B-compatible sandbox and an SDK client on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2b import Sandbox
+
+from claude_e2b.sandbox.localbox import LocalBoxHandle, LocalBoxOptions, start_localbox
+
+CLAUDE_BINARY = Path(
+    "/root/.cache/claude-code/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+)
+
+
+@pytest.fixture
+def localbox_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private registry directory, so tests never see other runs' sandboxes."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("CLAUDE_E2B_STATE_DIR", str(state))
+    return state / "localbox"
+
+
+@pytest.fixture
+def localbox_options() -> LocalBoxOptions:
+    """Options of the ``localbox`` fixture; override in a test module to change them."""
+    tools = {"claude": CLAUDE_BINARY} if CLAUDE_BINARY.exists() else {}
+    return LocalBoxOptions(lifetime_s=600, metadata={"test": "yes"}, tools=tools)
+
+
+@pytest.fixture
+def localbox(
+    localbox_registry: Path, localbox_options: LocalBoxOptions
+) -> Iterator[LocalBoxHandle]:
+    """A running local sandbox server, stopped (with everything in it) afterwards."""
+    handle = start_localbox(localbox_options)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def connect(handle: LocalBoxHandle) -> Sandbox:
+    """The unmodified e2b SDK, connected to a local sandbox."""
+    return Sandbox.create(debug=True, sandbox_url=handle.url, http_version="1.1")
+
+
+@pytest.fixture
+def sdk_sandbox(localbox: LocalBoxHandle) -> Sandbox:
+    """An ``e2b.Sandbox`` on the ``localbox`` fixture's server."""
+    return connect(localbox)

@@ -1,0 +1,437 @@
+"""The local sandbox server, driven through the unmodified e2b SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from e2b import Sandbox
+from e2b.exceptions import (
+    FileNotFoundException,
+    InvalidArgumentException,
+    SandboxException,
+)
+from e2b.sandbox.commands.command_handle import CommandExitException
+
+from claude_e2b.errors import SandboxStartError
+from claude_e2b.sandbox.localbox import (
+    LocalBoxHandle,
+    LocalBoxOptions,
+    kill_localbox,
+    list_localboxes,
+    start_localbox,
+)
+from claude_e2b.sandbox.localbox.registry import pid_alive
+
+from .conftest import CLAUDE_BINARY, connect
+
+MB = 1024 * 1024
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def marked_pids(mark: str) -> list[int]:
+    """Host pids of processes whose environment carries LOCALBOX_MARK=mark."""
+    needle = f"LOCALBOX_MARK={mark}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def post_json(url: str, body: object) -> object:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def set_faults(handle: LocalBoxHandle, **faults: object) -> None:
+    post_json(f"{handle.url}/localbox/faults", faults)
+
+
+def start_marked(sandbox: Sandbox, mark: str, cmd: str = "sleep 1000 & sleep 1000"):
+    handle = sandbox.commands.run(cmd, background=True, envs={"LOCALBOX_MARK": mark})
+    assert wait_until(lambda: len(marked_pids(mark)) >= 2), "the command never started"
+    return handle
+
+
+# --- commands --------------------------------------------------------------------
+
+
+def test_run_returns_stdout_stderr_and_exit_code(sdk_sandbox: Sandbox) -> None:
+    """A foreground command reports its output streams and a zero exit code."""
+    result = sdk_sandbox.commands.run("echo out; echo err >&2")
+    assert (result.stdout, result.stderr, result.exit_code) == ("out\n", "err\n", 0)
+
+
+def test_non_zero_exit_raises_command_exit_exception(sdk_sandbox: Sandbox) -> None:
+    """A non-zero exit raises CommandExitException carrying code and output."""
+    with pytest.raises(CommandExitException) as caught:
+        sdk_sandbox.commands.run("echo partial; exit 3")
+    assert caught.value.exit_code == 3
+    assert caught.value.stdout == "partial\n"
+
+
+def test_cwd_and_envs_reach_the_command(sdk_sandbox: Sandbox) -> None:
+    """cwd (absolute or relative to home) and envs are honoured; the server's env is not."""
+    sdk_sandbox.files.make_dir("/home/user/repo/sub")
+    result = sdk_sandbox.commands.run(
+        "pwd; echo $GREETING", cwd="repo/sub", envs={"GREETING": "hi"}
+    )
+    assert result.stdout == "/home/user/repo/sub\nhi\n"
+    assert sdk_sandbox.commands.run("pwd", cwd="/tmp").stdout == "/tmp\n"
+    leaked = sdk_sandbox.commands.run("env").stdout
+    assert "CLAUDE_E2B_STATE_DIR" not in leaked
+    assert "HOME=/home/user" in leaked
+
+
+def test_user_and_root_are_different_uids(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """ "user" runs unprivileged with home /home/user; "root" is uid 0; files belong to them."""
+    user_id = int(sdk_sandbox.commands.run("id -u").stdout)
+    root_id = int(sdk_sandbox.commands.run("id -u", user="root").stdout)
+    assert root_id == 0
+    assert user_id != 0
+    assert sdk_sandbox.commands.run("whoami; echo $HOME").stdout == "user\n/home/user\n"
+    sdk_sandbox.commands.run("touch /home/user/made-by-user")
+    sdk_sandbox.files.write("/home/user/written.txt", "x")
+    sdk_sandbox.commands.run("echo more >> /home/user/written.txt")  # editable by "user"
+    if os.geteuid() == 0:
+        assert (localbox.root / "home/user/made-by-user").stat().st_uid == user_id
+        assert (localbox.root / "home/user/written.txt").stat().st_uid == user_id
+    assert sdk_sandbox.files.get_info("/home/user/written.txt").owner == "user"
+
+
+def test_background_command_kill_reaches_grandchildren(sdk_sandbox: Sandbox) -> None:
+    """handle.kill() ends the whole command, grandchildren included; wait() reports it."""
+    mark = uuid.uuid4().hex
+    handle = start_marked(sdk_sandbox, mark)
+    assert handle.kill() is True
+    with pytest.raises(CommandExitException) as caught:
+        handle.wait()
+    assert caught.value.exit_code == -1
+    assert wait_until(lambda: not marked_pids(mark))
+    assert sdk_sandbox.commands.kill(handle.pid) is False
+
+
+def test_connect_attaches_to_a_running_command(sdk_sandbox: Sandbox) -> None:
+    """commands.connect gets the output of a command started earlier, and its end."""
+    first = sdk_sandbox.commands.run(
+        "sleep 0.5; for i in 1 2 3; do echo line $i; sleep 0.1; done", background=True
+    )
+    first.disconnect()
+    assert [p.pid for p in sdk_sandbox.commands.list()] == [first.pid]
+    result = sdk_sandbox.commands.connect(first.pid).wait()
+    assert result.stdout == "line 1\nline 2\nline 3\n"
+
+
+def test_stdin_is_delivered_and_closed(sdk_sandbox: Sandbox) -> None:
+    """send_stdin feeds the command; close_stdin gives it EOF."""
+    handle = sdk_sandbox.commands.run("cat", background=True, stdin=True)
+    handle.send_stdin("hello ")
+    sdk_sandbox.commands.send_stdin(handle.pid, b"world")
+    handle.close_stdin()
+    assert handle.wait().stdout == "hello world"
+
+
+def test_output_is_streamed_as_it_is_produced(sdk_sandbox: Sandbox) -> None:
+    """Lines printed 200 ms apart reach on_stdout spread out, not all at the end."""
+    arrivals: list[float] = []
+    sdk_sandbox.commands.run(
+        "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.2; done",
+        on_stdout=lambda _line: arrivals.append(time.monotonic()),
+    )
+    spread = arrivals[-1] - arrivals[0]
+    print(f"\nstreaming: {len(arrivals)} chunks over {spread:.2f} s")
+    assert len(arrivals) == 6
+    assert spread >= 0.8
+
+
+def test_claude_code_runs_as_user(sdk_sandbox: Sandbox) -> None:
+    """A tool given at start (Claude Code) is on the PATH of "user"."""
+    if not CLAUDE_BINARY.exists():
+        pytest.skip("Claude Code is not installed in the cache")
+    result = sdk_sandbox.commands.run("claude --version", timeout=60)
+    assert "Claude Code" in result.stdout
+
+
+# --- files -----------------------------------------------------------------------
+
+
+def test_file_operations(sdk_sandbox: Sandbox) -> None:
+    """write/read/exists/list/rename/make_dir/remove behave like envd's."""
+    files = sdk_sandbox.files
+    info = files.write("notes/a.txt", "alpha")
+    assert info.path == "/home/user/notes/a.txt"
+    assert files.read("/home/user/notes/a.txt") == "alpha"
+    assert files.read("notes/a.txt", format="bytes") == bytearray(b"alpha")
+    assert files.exists("notes/a.txt") is True
+    assert files.exists("notes/missing") is False
+    assert files.make_dir("notes/deep/er") is True
+    assert files.make_dir("notes/deep/er") is False
+    names = sorted(e.name for e in files.list("notes", depth=2))
+    assert names == ["a.txt", "deep", "er"]
+    assert files.rename("notes/a.txt", "notes/b.txt").path == "/home/user/notes/b.txt"
+    assert files.read("notes/b.txt") == "alpha"
+    files.remove("notes")
+    assert files.exists("notes") is False
+    with pytest.raises(FileNotFoundException):
+        files.read("notes/b.txt")
+
+
+def test_files_are_the_ones_commands_see(sdk_sandbox: Sandbox) -> None:
+    """A file written through the API is at the same path for commands, and back."""
+    sdk_sandbox.files.write_files([
+        {"path": "/tmp/one.txt", "data": "1"},
+        {"path": "/home/user/two.txt", "data": "2"},
+    ])  # fmt: skip
+    assert sdk_sandbox.commands.run("cat /tmp/one.txt ~/two.txt").stdout == "12"
+    sdk_sandbox.commands.run("echo -n from-cmd > /home/user/three.txt")
+    assert sdk_sandbox.files.read("/home/user/three.txt") == "from-cmd"
+
+
+def test_paths_that_escape_are_refused(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """ ".." above / and symlinks out of the sandbox are refused; host files never served."""
+    with pytest.raises(InvalidArgumentException):
+        sdk_sandbox.files.read("../../../../etc/passwd")
+    with pytest.raises(InvalidArgumentException):
+        sdk_sandbox.files.write("../../../../tmp/evil", "x")
+    sdk_sandbox.commands.run("ln -s ../../../../../../../etc/passwd ~/up; ln -s /etc/passwd ~/abs")
+    with pytest.raises(InvalidArgumentException):
+        sdk_sandbox.files.read("/home/user/up")
+    # An absolute link resolves inside the sandbox's root, where there is no passwd.
+    with pytest.raises(FileNotFoundException):
+        sdk_sandbox.files.read("/home/user/abs")
+    with pytest.raises(InvalidArgumentException):
+        sdk_sandbox.files.remove("/home/user/up/x")
+    assert not (localbox.root.parent / "evil").exists()
+
+
+@pytest.mark.slow
+def test_200_mb_up_and_down_with_bounded_memory(
+    sdk_sandbox: Sandbox, localbox: LocalBoxHandle, tmp_path: Path
+) -> None:
+    """A 200 MB file goes up and down intact; server and client peak RSS stay < 100 MB."""
+    source = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    with source.open("wb") as handle:
+        for _ in range(200):
+            chunk = os.urandom(MB)
+            digest.update(chunk)
+            handle.write(chunk)
+    client = tmp_path / "client.py"
+    client.write_text(
+        textwrap.dedent(f"""
+        import hashlib, json, resource
+        from e2b import Sandbox
+        sb = Sandbox.create(debug=True, sandbox_url={localbox.url!r}, http_version="1.1")
+        with open({str(source)!r}, "rb") as f:
+            sb.files.write("/home/user/big.bin", f)
+        digest = hashlib.sha256()
+        for chunk in sb.files.read("/home/user/big.bin", format="stream"):
+            digest.update(chunk)
+        print(json.dumps({{"sha256": digest.hexdigest(),
+                          "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+    """)
+    )
+    run = subprocess.run(
+        [sys.executable, str(client)], capture_output=True, text=True, timeout=240, check=True
+    )
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    status = Path(f"/proc/{localbox.pid}/status").read_text()
+    server_kb = int(status.split("VmHWM:")[1].split()[0])
+    print(f"\n200 MB round trip: server peak RSS {server_kb / 1024:.1f} MB, "
+          f"client peak RSS {report['maxrss_kb'] / 1024:.1f} MB")  # fmt: skip
+    assert report["sha256"] == digest.hexdigest()
+    assert sdk_sandbox.commands.run("sha256sum big.bin").stdout.split()[0] == digest.hexdigest()
+    assert server_kb < 100 * 1024
+    assert report["maxrss_kb"] < 100 * 1024
+
+
+# --- lifetime and cleanup ----------------------------------------------------------
+
+
+def test_kill_ends_everything_and_twice_is_fine(
+    localbox: LocalBoxHandle, localbox_registry: Path
+) -> None:
+    """POST /localbox/kill kills every process, removes root and registry entry; idempotent."""
+    mark = uuid.uuid4().hex
+    start_marked(connect(localbox), mark)
+    assert [b.sandbox_id for b in list_localboxes()] == [localbox.sandbox_id]
+    assert kill_localbox(localbox.sandbox_id) is True
+    assert wait_until(lambda: not pid_alive(localbox.pid))
+    assert marked_pids(mark) == []
+    assert not localbox.root.exists()
+    assert list_localboxes() == []
+    assert kill_localbox(localbox.sandbox_id) is False
+    localbox.stop()
+    localbox.stop()
+
+
+def test_stop_kills_everything(localbox: LocalBoxHandle) -> None:
+    """handle.stop() (SIGTERM to the server) kills the sandbox's processes and root."""
+    mark = uuid.uuid4().hex
+    start_marked(connect(localbox), mark)
+    localbox.stop()
+    assert not pid_alive(localbox.pid)
+    assert wait_until(lambda: not marked_pids(mark))
+    assert not localbox.root.exists()
+
+
+def test_lifetime_end_kills_everything(localbox_registry: Path) -> None:
+    """The server ends itself at the end of its lifetime, and can be extended first."""
+    handle = start_localbox(LocalBoxOptions(lifetime_s=2))
+    try:
+        info = post_json(f"{handle.url}/localbox/timeout", {"seconds": 3})
+        assert isinstance(info, dict)
+        assert info["sandbox_id"] == handle.sandbox_id
+        mark = uuid.uuid4().hex
+        start_marked(connect(handle), mark)
+        assert wait_until(lambda: not pid_alive(handle.pid), timeout=20)
+        assert marked_pids(mark) == []
+        assert not handle.root.exists()
+    finally:
+        handle.stop()
+
+
+def test_parent_death_kills_everything(localbox_registry: Path, tmp_path: Path) -> None:
+    """When the process that launched the server dies (SIGKILL), the sandbox ends."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent("""
+        import json, time
+        from claude_e2b.sandbox.localbox import LocalBoxOptions, start_localbox
+        h = start_localbox(LocalBoxOptions())
+        print(json.dumps({"url": h.url, "pid": h.pid, "root": str(h.root)}), flush=True)
+        time.sleep(600)
+    """)
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        info = json.loads(parent.stdout.readline())
+        mark = uuid.uuid4().hex
+        sandbox = Sandbox.create(debug=True, sandbox_url=info["url"], http_version="1.1")
+        start_marked(sandbox, mark)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        assert wait_until(lambda: not pid_alive(info["pid"]), timeout=20)
+        assert marked_pids(mark) == []
+        assert not Path(info["root"]).exists()
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_info_endpoint(localbox: LocalBoxHandle) -> None:
+    """GET /localbox/info describes the sandbox."""
+    with urllib.request.urlopen(f"{localbox.url}/localbox/info", timeout=10) as answer:
+        info = json.loads(answer.read())
+    assert info["sandbox_id"] == localbox.sandbox_id
+    assert info["sandbox_id"].startswith("local-")
+    assert info["metadata"] == {"test": "yes"}
+    assert info["pid"] == localbox.pid
+    assert info["root"] == str(localbox.root)
+    assert info["end_at"] > info["started_at"]
+
+
+def test_start_failure_raises_sandbox_start_error(localbox_registry: Path, tmp_path: Path) -> None:
+    """A server that cannot start raises SandboxStartError with its stderr."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SandboxStartError) as caught:
+        start_localbox(LocalBoxOptions(root=blocker / "root"), ready_timeout=10)
+    assert "Error" in str(caught.value)
+
+
+def test_help_works() -> None:
+    """python -m claude_e2b.sandbox.localbox --help explains itself."""
+    run = subprocess.run(
+        [sys.executable, "-m", "claude_e2b.sandbox.localbox", "--help"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert "--lifetime" in run.stdout
+
+
+# --- faults ----------------------------------------------------------------------
+
+
+def test_fault_dropped_output_stream(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """A dropped stream fails the SDK's wait, while the command keeps running."""
+    set_faults(localbox, drop_output_after_bytes=2000)
+    handle = sdk_sandbox.commands.run(
+        "for i in $(seq 1 100); do echo line-$i-0123456789; done; sleep 30", background=True
+    )
+    with pytest.raises(Exception) as caught:
+        handle.wait()
+    assert not isinstance(caught.value, CommandExitException)
+    assert handle.pid in [p.pid for p in sdk_sandbox.commands.list()]
+    assert sdk_sandbox.commands.kill(handle.pid) is True
+    # The fault fired once: the next stream is whole.
+    assert sdk_sandbox.commands.run("seq 1 500").stdout.count("\n") == 500
+
+
+def test_fault_upload_errors(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """The next matching upload gets HTTP 500; others and later ones succeed."""
+    set_faults(localbox, upload_errors=1, upload_error_glob="/home/user/fail*")
+    sdk_sandbox.files.write("/home/user/ok.txt", "fine")
+    with pytest.raises(SandboxException, match="500"):
+        sdk_sandbox.files.write("/home/user/fail.txt", "x" * 100_000)
+    sdk_sandbox.files.write("/home/user/fail.txt", "now fine")
+    assert sdk_sandbox.files.read("/home/user/fail.txt") == "now fine"
+
+
+def test_fault_slow_answers(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """delay_s delays every envd answer."""
+    set_faults(localbox, delay_s=0.5)
+    started = time.monotonic()
+    sdk_sandbox.files.exists("/home/user")
+    assert time.monotonic() - started >= 0.5
+    set_faults(localbox, delay_s=0)
+
+
+def test_fault_unhealthy(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """unhealthy makes the SDK see the sandbox as not running."""
+    assert sdk_sandbox.is_running() is True
+    set_faults(localbox, unhealthy=True)
+    assert sdk_sandbox.is_running() is False
+
+
+def test_faults_given_at_start_and_rejected_when_unknown(localbox_registry: Path) -> None:
+    """Faults can be set at start; unknown fault keys are a 400."""
+    handle = start_localbox(LocalBoxOptions(faults={"upload_errors": 1}))
+    try:
+        with pytest.raises(SandboxException, match="500"):
+            connect(handle).files.write("/tmp/x", "x")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            set_faults(handle, no_such_fault=1)
+        assert caught.value.code == 400
+    finally:
+        handle.stop()
