@@ -9,10 +9,7 @@ import pytest
 from e2b import Sandbox
 
 from claude_e2b.sandbox.localbox import LocalBoxHandle, LocalBoxOptions, start_localbox
-
-CLAUDE_BINARY = Path(
-    "/root/.cache/claude-code/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
-)
+from tests.stand_ins.claude_cli import find_claude
 
 
 @pytest.fixture
@@ -26,8 +23,9 @@ def localbox_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def localbox_options() -> LocalBoxOptions:
     """Options of the ``localbox`` fixture; override in a test module to change them."""
-    tools = {"claude": CLAUDE_BINARY} if CLAUDE_BINARY.exists() else {}
-    return LocalBoxOptions(lifetime_s=600, metadata={"test": "yes"}, tools=tools)
+    return LocalBoxOptions(
+        lifetime_s=600, metadata={"test": "yes"}, tools={"claude": find_claude()}
+    )
 
 
 @pytest.fixture
