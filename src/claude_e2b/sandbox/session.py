@@ -194,6 +194,11 @@ class BackgroundCommand:
             killed: bool = self._handle.kill()
         return killed
 
+    def kill_quietly(self) -> None:
+        """Kill the command if the sandbox still answers; never raises a sandbox error."""
+        with contextlib.suppress(SandboxError):
+            self.kill()
+
 
 def _outcome(result: Any) -> CommandOutcome:
     return CommandOutcome(
@@ -233,6 +238,10 @@ class SandboxSession:
         end = self.ended_at if self.ended_at is not None else time.monotonic()
         return end - self.started_at
 
+    def _check_alive(self, what: str) -> None:
+        if self._killed:
+            raise SandboxGoneError(f"{what}: the sandbox was already killed")
+
     def _command_envs(self, envs: Mapping[str, str] | None) -> dict[str, str]:
         # In debug mode the SDK drops the envs given at create, so the local
         # backend sends them with each command; the per-command ones win.
@@ -258,7 +267,12 @@ class SandboxSession:
         when ``timeout`` seconds pass first; SandboxGoneError when the sandbox died.
         """
         handle = self.start(cmd, timeout=timeout, cwd=cwd, envs=envs, user=user)
-        outcome = handle.wait(on_stdout=on_stdout, on_stderr=on_stderr)
+        try:
+            outcome = handle.wait(on_stdout=on_stdout, on_stderr=on_stderr)
+        except SandboxTimeoutError:
+            # The stream's end does not end the process: kill it, so nothing outlives the call.
+            handle.kill_quietly()
+            raise
         if check and not outcome.ok:
             raise CommandError(
                 f"command failed with exit code {outcome.exit_code}: {cmd[:200]}",
@@ -280,6 +294,7 @@ class SandboxSession:
     ) -> BackgroundCommand:
         """Start a command in the background; ``timeout`` bounds its whole life (0: none)."""
         what = f"command {cmd[:80]!r}"
+        self._check_alive(what)
         with mapped_errors(what):
             handle = self._sandbox.commands.run(
                 cmd,
