@@ -24,6 +24,7 @@ from claude_e2b.errors import (
     ClaudeE2BError,
     ConfigError,
 )
+from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import REDACTOR, configure_logging, get_logger
 from claude_e2b.pipeline import run_pipeline
 from claude_e2b.plan import check_plan_file, load_plan
@@ -98,8 +99,10 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             hint="pass --no-pr: the changes are applied to --repo and reported in --output-dir",
         )
     credentials = credentials_from_env(environ)
+    workflow = Workflow(enabled=environ.get("GITHUB_ACTIONS") == "true")
     for value in credentials.secret_values():
         REDACTOR.add(value)
+        workflow.mask(value)
     _check_credentials(credentials)
     repo = Path(args.repo).resolve()
     plan = load_plan(Path(args.plan))
@@ -122,7 +125,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         local_tools={"claude": local_claude(environ)} if args.sandbox == "local" else None,
         run_id=run_id,
     )
-    result = run_pipeline(config, open_session)
+    result = run_pipeline(config, open_session, workflow)
     _report(result, config.output_dir, as_json=args.json)
     return result.exit_code
 

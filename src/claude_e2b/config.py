@@ -9,19 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from claude_e2b.errors import ConfigError
 from claude_e2b.plan import Plan
 from claude_e2b.sandbox import DEFAULT_TEMPLATE, Backend
+from claude_e2b.sync.screen import SecretsPolicy
 
-SecretsPolicy = Literal["exclude", "fail", "warn"]
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_MINUTES = 60.0
 DEFAULT_WARN_AT_MINUTES = (30.0, 50.0)
 DEFAULT_PROTECTED_PATHS = (".github/workflows/**",)
 DEFAULT_MODEL = "claude-sonnet-4-5"
+# Seconds Claude Code gets after SIGINT to end on its own before it is killed.
+DEFAULT_GRACE_S = 30.0
+# Size of E2B's anthropic-claude-code template, for the compute cost.
+DEFAULT_SANDBOX_VCPUS = 2.0
+DEFAULT_SANDBOX_MEMORY_GIB = 2.0
 # The sandbox outlives the hard limit by this much, so the partial work can still
 # be collected after the agent is stopped, and no longer.
 LIFETIME_MARGIN_S = 600
@@ -96,6 +101,9 @@ class RunConfig:
     local_tools: Mapping[str, Path] = field(default_factory=dict)
     open_pr: bool = False
     run_id: str = ""
+    grace_s: float = DEFAULT_GRACE_S
+    sandbox_vcpus: float = DEFAULT_SANDBOX_VCPUS
+    sandbox_memory_gib: float = DEFAULT_SANDBOX_MEMORY_GIB
 
     @property
     def lifetime_s(self) -> int:

@@ -15,16 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_e2b.agent.command import build_command
-from claude_e2b.agent.events import Event
-from claude_e2b.agent.monitor import describe
+from claude_e2b.agent.meter import UsageMeter
+from claude_e2b.agent.monitor import Progress
 from claude_e2b.agent.runner import AgentOutcome, ensure_claude, run_agent
+from claude_e2b.agent.watchdog import WatchdogConfig
 from claude_e2b.config import SANDBOX_REPO_DIR, SANDBOX_WORK_DIR, RunConfig
+from claude_e2b.cost import (
+    CostReport,
+    PriceTable,
+    build_report,
+    cost_from_result_event,
+    cost_from_streamed_usage,
+    load_prices,
+)
 from claude_e2b.errors import ClaudeE2BError, SyncError
+from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import get_logger
 from claude_e2b.plan import count_tasks
 from claude_e2b.result import (
     AgentInfo,
-    CostInfo,
     PlanInfo,
     RunResult,
     SandboxInfo,
@@ -41,6 +50,8 @@ from claude_e2b.sync.changes import (
     parse_detect_output,
     parse_pack_output,
 )
+from claude_e2b.sync.screen import ContentCheck, screen
+from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import upload_repository
 
@@ -67,7 +78,9 @@ class RunState:
     changeset: Changeset = field(default_factory=lambda: Changeset(changes=()))
     applied: ApplyResult | None = None
     failure: str = ""
-    tasks_after: int | None = None
+    blocked: str = ""
+    prices: PriceTable = field(default_factory=load_prices)
+    scanner: SecretScanner = field(default_factory=SecretScanner)
 
 
 def _timed(state: RunState, name: str) -> Callable[[], None]:
@@ -85,6 +98,22 @@ def select_step(config: RunConfig) -> Selection:
         config.repo_dir,
         SelectOptions(include_untracked=config.include_untracked, extra_excludes=config.excludes),
     )
+
+
+def screen_step(state: RunState, selection: Selection) -> Selection:
+    """Scan what would go up for secrets and apply the plan's policy."""
+    screening = screen(selection, state.scanner, state.config.secrets_policy)
+    for hit in screening.lines():
+        state.warnings.append(f"secret found before upload: {hit}")
+        log.warning("secrets.found", hit=hit, policy=state.config.secrets_policy)
+    if screening.blocked:
+        state.blocked = (
+            f"the secret scan found {len(screening.hits)} secret(s) and the plan says "
+            "`secrets: fail`; remove them from the repository (or use `secrets: exclude`)"
+        )
+    for excluded in screening.selection.excluded:
+        log.info("select.excluded", path=excluded.path, reason=excluded.reason)
+    return screening.selection
 
 
 def sandbox_spec(config: RunConfig) -> SandboxSpec:
@@ -134,8 +163,27 @@ def setup_step(session: SandboxSession, state: RunState) -> None:
             return
 
 
-def agent_step(session: SandboxSession, state: RunState) -> None:
-    """Run Claude Code on the plan, following its progress live."""
+def running_cost(table: PriceTable) -> Callable[[UsageMeter], float]:
+    """Dollars so far, from the usage streamed per API message, priced by the table."""
+
+    def cost(meter: UsageMeter) -> float:
+        return sum(c.usd for c in cost_from_streamed_usage(meter.per_message, table))
+
+    return cost
+
+
+def watchdog_config(config: RunConfig) -> WatchdogConfig:
+    """The agent's limits, in seconds and dollars."""
+    return WatchdogConfig(
+        hard_limit_s=config.timeout_minutes * 60,
+        warn_at_s=tuple(m * 60 for m in config.warn_at_minutes),
+        budget_usd=config.budget_usd,
+        grace_s=config.grace_s,
+    )
+
+
+def agent_step(session: SandboxSession, state: RunState, workflow: Workflow) -> None:
+    """Run Claude Code on the plan under the watchdog, following its progress live."""
     config = state.config
     claude_bin = "claude"
     ensure_claude(session, claude_bin)
@@ -148,20 +196,23 @@ def agent_step(session: SandboxSession, state: RunState) -> None:
         max_turns=config.max_turns,
         budget_usd=config.budget_usd,
     )
-
-    def on_event(event: Event) -> None:
-        for line in describe(event, SANDBOX_REPO_DIR):
-            log.info("agent", line=line)
-
-    state.agent = run_agent(
-        session,
-        command,
-        prompt=config.plan.body,
-        env=config.credentials.agent_env(),
-        transcript_path=config.output_dir / "transcript.jsonl",
-        timeout_s=config.timeout_minutes * 60,
-        on_event=on_event,
-    )
+    cost_of = running_cost(state.prices)
+    progress = Progress(workflow, cost_of, SANDBOX_REPO_DIR, state.warnings)
+    workflow.group("Claude Code")
+    try:
+        state.agent = run_agent(
+            session,
+            command,
+            prompt=config.plan.body,
+            env=config.credentials.agent_env(),
+            transcript_path=config.output_dir / "transcript.jsonl",
+            limits=watchdog_config(config),
+            on_event=progress.on_event,
+            on_action=progress.on_action,
+            cost_of=cost_of,
+        )
+    finally:
+        workflow.end_group()
 
 
 def verify_step(session: SandboxSession, state: RunState) -> None:
@@ -207,7 +258,11 @@ def download_step(session: SandboxSession, state: RunState, into: Path) -> Path 
 def apply_step(state: RunState, archive: Path | None) -> None:
     """Apply the changes to the checkout; refused ones are listed, not dropped."""
     config = state.config
-    policy = ApplyPolicy(allowed_paths=config.allowed_paths, protected_paths=config.protected_paths)
+    policy = ApplyPolicy(
+        allowed_paths=config.allowed_paths,
+        protected_paths=config.protected_paths,
+        secret_check=ContentCheck(state.scanner),
+    )
     state.applied = apply_changes(config.repo_dir, state.changeset, archive, policy=policy)
     for skipped in state.applied.skipped:
         log.warning("apply.skipped", path=skipped.path, reason=skipped.reason)
@@ -225,7 +280,9 @@ def collect_step(session: SandboxSession, state: RunState) -> None:
         stop()
 
 
-def _work_in_sandbox(session: SandboxSession, state: RunState, selection: Selection) -> None:
+def _work_in_sandbox(
+    session: SandboxSession, state: RunState, selection: Selection, workflow: Workflow
+) -> None:
     stop = _timed(state, "upload_s")
     report = upload_repository(
         session, selection, repo_dir=SANDBOX_REPO_DIR, work_dir=SANDBOX_WORK_DIR
@@ -237,24 +294,27 @@ def _work_in_sandbox(session: SandboxSession, state: RunState, selection: Select
         return
     stop = _timed(state, "agent_s")
     try:
-        agent_step(session, state)
+        agent_step(session, state, workflow)
     finally:
         stop()
     verify_step(session, state)
     collect_step(session, state)
 
 
-def run_pipeline(config: RunConfig, open_sandbox: SessionFactory) -> RunResult:
+def run_pipeline(
+    config: RunConfig, open_sandbox: SessionFactory, workflow: Workflow | None = None
+) -> RunResult:
     """Run one plan end to end and return its result; the sandbox never outlives it."""
-    state = RunState(config)
+    workflow = workflow or Workflow()
+    state = RunState(config, scanner=SecretScanner(config.credentials.secret_values()))
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    selection = select_step(config)
-    for excluded in selection.excluded:
-        log.info("select.excluded", path=excluded.path, reason=excluded.reason)
+    selection = screen_step(state, select_step(config))
+    if state.blocked:
+        return build_result(state)
     session = open_sandbox(sandbox_spec(config))
     state.sandbox_id = session.sandbox_id
     try:
-        _work_in_sandbox(session, state, selection)
+        _work_in_sandbox(session, state, selection, workflow)
     except ClaudeE2BError as exc:
         state.failure = str(exc)
         log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
@@ -266,28 +326,50 @@ def run_pipeline(config: RunConfig, open_sandbox: SessionFactory) -> RunResult:
 
 def _status(state: RunState) -> Status:
     agent = state.agent
-    if state.failure:
+    if state.blocked:
+        return "blocked"
+    if state.failure or agent is None:
         return "failed"
-    if agent is not None and agent.timed_out:
-        return "timed_out"
-    if agent is None or agent.result is None or agent.result.is_error:
+    if agent.stopped is not None:
+        return "timed_out" if agent.stopped.reason == "timeout" else "budget_exceeded"
+    result = agent.result
+    if result is not None and result.subtype == "error_max_budget_usd":
+        return "budget_exceeded"
+    if result is None or result.is_error:
         return "failed"
     return "no_changes" if not state.changeset.changes else "completed"
 
 
-def _cost(agent: AgentOutcome | None) -> CostInfo:
-    if agent is None or agent.result is None:
-        return CostInfo()
-    usage = agent.result.usage
-    claude = agent.result.total_cost_usd or 0.0
-    return CostInfo(
-        claude_usd=claude,
-        total_usd=claude,
-        input_tokens=int(usage.get("input_tokens", 0)),
-        output_tokens=int(usage.get("output_tokens", 0)),
-        cache_read_tokens=int(usage.get("cache_read_input_tokens", 0)),
-        cache_write_tokens=int(usage.get("cache_creation_input_tokens", 0)),
-        by_model=dict(agent.result.model_usage),
+def _agent_problem(agent: AgentOutcome | None) -> str:
+    """Why the agent run did not end well, in words; empty when it did."""
+    if agent is None or agent.stopped is not None:
+        return ""
+    if agent.result is None:
+        reason = agent.stream_error or f"Claude Code exited with code {agent.exit_code}"
+        tail = agent.stderr_tail.strip()[-1000:]
+        return f"the agent ended without a result: {reason}" + (f"\n{tail}" if tail else "")
+    if agent.result.is_error:
+        return f"the agent ended with {agent.result.subtype}: {agent.result.result_text[:500]}"
+    return ""
+
+
+def cost_report(state: RunState) -> CostReport:
+    """Claude's cost (as Claude Code computed it, else from streamed usage) + the sandbox's."""
+    agent, table = state.agent, state.prices
+    if agent is not None and agent.result is not None and agent.result.model_usage:
+        by_model = cost_from_result_event(agent.result.model_usage, agent.result.total_cost_usd)
+        estimated = False
+    else:
+        per_message = agent.meter.per_message if agent is not None else {}
+        by_model = cost_from_streamed_usage(per_message, table)
+        estimated = True
+    return build_report(
+        by_model,
+        sandbox_seconds=state.sandbox_seconds,
+        vcpus=state.config.sandbox_vcpus,
+        memory_gib=state.config.sandbox_memory_gib,
+        table=table,
+        estimated=estimated,
     )
 
 
@@ -329,7 +411,7 @@ def build_result(state: RunState) -> RunResult:
         verify=state.verify,
         changes=changes,
         skipped_changes=skipped,
-        cost=_cost(agent),
+        cost=cost_report(state).to_result(),
         timing=TimingInfo(
             total_s=time.monotonic() - state.started,
             upload_s=state.timing.get("upload_s", 0.0),
@@ -337,5 +419,5 @@ def build_result(state: RunState) -> RunResult:
             download_s=state.timing.get("download_s", 0.0),
         ),
         warnings=tuple(state.warnings),
-        message=state.failure,
+        message=state.blocked or state.failure or _agent_problem(agent),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,20 +56,6 @@ class VerifyInfo:
 
 
 @dataclass(frozen=True)
-class CostInfo:
-    """Tokens and dollars: Claude's and the sandbox's."""
-
-    claude_usd: float = 0.0
-    sandbox_usd: float = 0.0
-    total_usd: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    by_model: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class TimingInfo:
     """Seconds spent in each phase."""
 
@@ -102,7 +88,7 @@ class RunResult:
     verify: VerifyInfo | None
     changes: tuple[Mapping[str, Any], ...]
     skipped_changes: tuple[Mapping[str, str], ...]
-    cost: CostInfo
+    cost: Mapping[str, Any]  # CostReport.to_result(): the contract's cost block
     timing: TimingInfo
     pr: PrInfo | None = None
     warnings: tuple[str, ...] = ()
@@ -112,6 +98,7 @@ class RunResult:
         """The schema-1 JSON object, secrets redacted."""
         data = asdict(self)
         data.pop("message")
+        data["cost"] = dict(self.cost)
         data["changes"] = [dict(c) for c in self.changes]
         data["skipped_changes"] = [dict(s) for s in self.skipped_changes]
         data["warnings"] = list(self.warnings)

@@ -9,6 +9,7 @@ import pytest
 from e2b import Sandbox
 
 from claude_e2b.sandbox.localbox import LocalBoxHandle, LocalBoxOptions, start_localbox
+from claude_e2b.sandbox.session import SandboxSession
 from tests.stand_ins.claude_cli import find_claude
 
 
@@ -49,3 +50,9 @@ def connect(handle: LocalBoxHandle) -> Sandbox:
 def sdk_sandbox(localbox: LocalBoxHandle) -> Sandbox:
     """An ``e2b.Sandbox`` on the ``localbox`` fixture's server."""
     return connect(localbox)
+
+
+def live_processes(session: SandboxSession, name: str) -> list[str]:
+    """Processes called ``name`` still alive in the sandbox (a dead, unreaped one is not)."""
+    out = session.run("ps -eo stat=,comm=", timeout=30).stdout
+    return [line for line in out.splitlines() if line.split()[-1] == name and line[0] != "Z"]

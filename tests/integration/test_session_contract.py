@@ -27,6 +27,7 @@ from claude_e2b.sandbox.session import (
     list_sandboxes,
     open_session,
 )
+from tests.integration.conftest import live_processes
 
 BACKENDS = [
     "local",
@@ -102,8 +103,7 @@ def test_timeout_raises_and_leaves_no_process(session):
     """A command past its timeout raises SandboxTimeoutError and is killed."""
     with pytest.raises(SandboxTimeoutError):
         session.run("sleep 3600; echo never", timeout=1)
-    left = session.run("pgrep -x sleep || true", timeout=30)
-    assert left.stdout.strip() == ""
+    assert live_processes(session, "sleep") == []
 
 
 def test_background_command_wait_and_kill(session):
@@ -114,6 +114,7 @@ def test_background_command_wait_and_kill(session):
     ended = handle.wait()
     assert ended.exit_code != 0
     assert handle.kill() is False
+    assert live_processes(session, "sleep") == []
 
 
 def test_files_up_and_down_as_streams(session):

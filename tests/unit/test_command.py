@@ -17,7 +17,8 @@ def test_prompt_travels_on_stdin_never_in_the_command():
     )
     shell = cmd.shell()
     assert shell.endswith("< '/tmp/p q.md'")
-    argv = shlex.split(shell.removeprefix("exec ").rsplit(" < ", 1)[0])
+    assert shell.startswith("echo $$ > /tmp/claude-e2b/agent.pid && exec ")
+    argv = shlex.split(shell.split(" && exec ", 1)[1].rsplit(" < ", 1)[0])
     assert argv == list(cmd.argv)
     for flag in ("-p", "--verbose", "--dangerously-skip-permissions"):
         assert flag in argv
@@ -33,13 +34,18 @@ def test_shell_line_survives_bash(tmp_path):
     prompt.write_text("x")
     nasty = 'it\'s $(rm -rf /) `id` "q"\nline'
     cmd = build_command(
-        claude_bin="printf", model=nasty, repo_dir="/r", prompt_path=str(prompt), plan_file=None
+        claude_bin="echo-model",
+        model=nasty,
+        repo_dir="/r",
+        prompt_path=str(prompt),
+        plan_file=None,
+        pid_path=str(tmp_path / "pid file"),
     )
-    # printf '%s\0' would need a format; use the argv of a python that echoes it back.
-    script = cmd.shell().replace(
-        "exec printf", "exec python3 -c 'import sys; print(sys.argv[7])'", 1
-    )
+    # A python that prints the argument after --model stands in for Claude Code.
+    echo = "python3 -c 'import sys; print(sys.argv[sys.argv.index(\"--model\") + 1])'"
+    script = cmd.shell().replace("exec echo-model", f"exec {echo}", 1)
     out = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout == nasty + "\n"
+    assert (tmp_path / "pid file").read_text().strip().isdigit()

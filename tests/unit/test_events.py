@@ -7,6 +7,7 @@ from claude_e2b.agent.events import (
     LineSplitter,
     OtherEvent,
     ResultEvent,
+    StreamEvent,
     ToolResultEvent,
     parse_event,
 )
@@ -116,9 +117,9 @@ def test_result_event():
 
 def test_unknown_type_is_kept():
     """A type we do not know is passed over as OtherEvent, not an error."""
-    event = parse_event('{"type": "stream_event", "x": 1}')
+    event = parse_event('{"type": "rate_limit_event", "x": 1}')
     assert isinstance(event, OtherEvent)
-    assert event.type == "stream_event"
+    assert event.type == "rate_limit_event"
 
 
 def test_broken_lines():
@@ -132,3 +133,17 @@ def test_malformed_known_event_does_not_raise():
     """A known type with a wrong shape is reported as broken, never raised."""
     event = parse_event('{"type": "result", "num_turns": "many"}')
     assert isinstance(event, BrokenLine)
+
+
+def test_stream_events_carry_message_usage():
+    """message_start gives id, model and usage; message_delta gives the final usage."""
+    start = parse_event(json.dumps({"type": "stream_event", "event": {
+        "type": "message_start",
+        "message": {"id": "msg_9", "model": "m", "usage": {"input_tokens": 7}}}}))
+    delta = parse_event(json.dumps({"type": "stream_event", "event": {
+        "type": "message_delta", "usage": {"output_tokens": 42}}}))
+    assert isinstance(start, StreamEvent)
+    assert (start.kind, start.message_id, start.model, start.usage) == (
+        "message_start", "msg_9", "m", {"input_tokens": 7})
+    assert isinstance(delta, StreamEvent)
+    assert (delta.kind, delta.usage) == ("message_delta", {"output_tokens": 42})

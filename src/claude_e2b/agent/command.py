@@ -28,10 +28,19 @@ class AgentCommand:
     argv: tuple[str, ...]
     prompt_path: str
     cwd: str
+    pid_path: str
 
     def shell(self) -> str:
-        """The bash command line: quoted argv, prompt on stdin."""
-        return f"exec {shlex.join(self.argv)} < {shlex.quote(self.prompt_path)}"
+        """The bash command line: quoted argv, prompt on stdin, pid recorded for SIGINT."""
+        # exec keeps the pid: the file names Claude Code itself, as the sandbox sees it.
+        return (
+            f"echo $$ > {shlex.quote(self.pid_path)} && "
+            f"exec {shlex.join(self.argv)} < {shlex.quote(self.prompt_path)}"
+        )
+
+    def interrupt(self) -> str:
+        """The command line that sends SIGINT to Claude Code (a graceful stop)."""
+        return f'kill -INT "$(cat {shlex.quote(self.pid_path)})"'
 
 
 def system_prompt(repo_dir: str, plan_file: str | None) -> str:
@@ -61,6 +70,7 @@ def build_command(
     repo_dir: str,
     prompt_path: str,
     plan_file: str | None,
+    pid_path: str = "/tmp/claude-e2b/agent.pid",  # noqa: S108 - a path inside the sandbox
     max_turns: int | None = None,
     budget_usd: float | None = None,
 ) -> AgentCommand:
@@ -71,6 +81,8 @@ def build_command(
         "--output-format",
         "stream-json",
         "--verbose",
+        # Raw stream events carry each message's final usage: the live cost for the budget.
+        "--include-partial-messages",
         "--dangerously-skip-permissions",
         "--model",
         model,
@@ -81,4 +93,4 @@ def build_command(
         argv += ["--max-turns", str(max_turns)]
     if budget_usd is not None:
         argv += ["--max-budget-usd", f"{budget_usd:.4f}"]
-    return AgentCommand(tuple(argv), prompt_path, repo_dir)
+    return AgentCommand(tuple(argv), prompt_path, repo_dir, pid_path)

@@ -9,7 +9,7 @@ not JSON becomes a :class:`BrokenLine` for the caller to log and pass over.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,21 @@ class ResultEvent:
 
 
 @dataclass(frozen=True)
+class StreamEvent:
+    """A raw API stream event (``--include-partial-messages``): where live usage comes from.
+
+    ``message_start`` carries the message id, model and input-side usage;
+    ``message_delta`` the final output usage of the message started last.
+    """
+
+    kind: str
+    message_id: str
+    model: str
+    usage: Mapping[str, Any]
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class OtherEvent:
     """An event type we do not interpret; kept for the transcript."""
 
@@ -87,7 +102,15 @@ class BrokenLine:
     error: str
 
 
-Event = InitEvent | AssistantEvent | ToolResultEvent | ResultEvent | OtherEvent | BrokenLine
+Event = (
+    InitEvent
+    | AssistantEvent
+    | ToolResultEvent
+    | ResultEvent
+    | StreamEvent
+    | OtherEvent
+    | BrokenLine
+)
 
 
 class LineSplitter:
@@ -123,18 +146,15 @@ def parse_event(line: str) -> Event | None:
 
 def _typed(data: dict[str, Any]) -> Event:
     kind = str(data.get("type", ""))
+    if kind == "system" and data.get("subtype") == "init":
+        kind = "system/init"
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        return OtherEvent(kind, data)
     try:
-        if kind == "system" and data.get("subtype") == "init":
-            return _init(data)
-        if kind == "assistant":
-            return _assistant(data)
-        if kind == "user":
-            return _tool_results(data)
-        if kind == "result":
-            return _result(data)
+        return parser(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return BrokenLine(json.dumps(data)[:500], f"unexpected {kind} event shape: {exc}")
-    return OtherEvent(kind, data)
 
 
 def _init(data: dict[str, Any]) -> InitEvent:
@@ -181,6 +201,18 @@ def _tool_results(data: dict[str, Any]) -> ToolResultEvent:
     )
 
 
+def _stream(data: dict[str, Any]) -> StreamEvent:
+    inner = data.get("event") or {}
+    message = inner.get("message") or {}
+    return StreamEvent(
+        kind=str(inner.get("type", "")),
+        message_id=str(message.get("id", "")),
+        model=str(message.get("model", "")),
+        usage=dict(message.get("usage") or inner.get("usage") or {}),
+        raw=data,
+    )
+
+
 def _result(data: dict[str, Any]) -> ResultEvent:
     cost = data.get("total_cost_usd")
     return ResultEvent(
@@ -195,6 +227,15 @@ def _result(data: dict[str, Any]) -> ResultEvent:
         duration_ms=int(data.get("duration_ms", 0)),
         raw=data,
     )
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+    "system/init": _init,
+    "assistant": _assistant,
+    "user": _tool_results,
+    "result": _result,
+    "stream_event": _stream,
+}
 
 
 def iter_events(lines: Iterator[str]) -> Iterator[Event]:

@@ -228,6 +228,11 @@ class SandboxSession:
         self.ended_at: float | None = None
 
     @property
+    def localbox(self) -> LocalBoxHandle | None:
+        """The local sandbox server behind this session (None on E2B)."""
+        return self._localbox
+
+    @property
     def backend(self) -> Backend:
         """Which backend this sandbox runs on."""
         return self.spec.backend
@@ -305,6 +310,14 @@ class SandboxSession:
                 stdin=stdin,
                 timeout=timeout,
             )
+        return BackgroundCommand(handle, what)
+
+    def connect(self, pid: int, *, timeout: float) -> BackgroundCommand:
+        """Attach again to a running command, e.g. after its output stream dropped."""
+        what = f"reconnect to process {pid}"
+        self._check_alive(what)
+        with mapped_errors(what):
+            handle = self._sandbox.commands.connect(pid, timeout=timeout)
         return BackgroundCommand(handle, what)
 
     def write_file(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -103,13 +104,24 @@ def setup(spec: dict[str, Any]) -> None:
     os.chdir("/")
 
 
-def reap_forever() -> None:
-    """Collect orphans re-parented to us until the sandbox is killed."""
+def _reap_all() -> None:
     while True:
         try:
-            os.wait()
+            pid, _status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            time.sleep(0.5)
+            return
+        if pid == 0:
+            return
+
+
+def reap_forever() -> None:
+    """Collect orphans re-parented to us, as soon as they exit, until the sandbox is killed."""
+    # SIGCHLD stays blocked and is waited for, so a killed command is never left a zombie
+    # that `ps` or `pgrep` inside the sandbox would still show.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    while True:
+        _reap_all()
+        signal.sigtimedwait({signal.SIGCHLD}, 1.0)
 
 
 def main(argv: list[str]) -> int:

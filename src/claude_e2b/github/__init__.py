@@ -1,0 +1,1 @@
+"""GitHub: workflow commands, triggers and publishing."""

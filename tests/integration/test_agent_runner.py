@@ -1,0 +1,194 @@
+"""run_agent with the real Claude Code CLI in the local sandbox: limits, faults, bad output."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from claude_e2b.agent.command import AgentCommand, build_command
+from claude_e2b.agent.meter import UsageMeter
+from claude_e2b.agent.runner import AgentOutcome, run_agent
+from claude_e2b.agent.watchdog import Action, Stop, TimeWarning, WatchdogConfig
+from claude_e2b.cost import cost_from_streamed_usage, load_prices
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
+from tests.integration.conftest import live_processes
+from tests.stand_ins.anthropic_server import ScriptedAnthropic, prompt_text
+
+SCENARIOS = Path(__file__).parents[1] / "stand_ins" / "scenarios"
+REPO = "/home/user/repo"
+KEY = "sk-ant-api03-runner-canary-" + "ab12" * 10
+PROMPT = "Quotes \"double\" 'single', $(whoami), `uname`, ${HOME}\nsecond line\n\ttab ü\n"
+TABLE = load_prices()
+
+
+def running_cost(meter: UsageMeter) -> float:
+    return sum(c.usd for c in cost_from_streamed_usage(meter.per_message, TABLE))
+
+
+@pytest.fixture
+def session(localbox_registry, claude_bin) -> Iterator[SandboxSession]:
+    spec = SandboxSpec(backend="local", lifetime_s=600, local_tools={"claude": claude_bin})
+    with open_session(spec) as opened:
+        opened.make_dir(REPO)
+        opened.write_file(f"{REPO}/README.md", b"# Demo\n\nHello world.\n")
+        opened.write_file(f"{REPO}/obsolete.txt", b"remove me\n")
+        opened.write_file(f"{REPO}/PLAN.md", b"- [ ] Add hello.py\n")
+        yield opened
+
+
+def _command(budget: float | None = None) -> AgentCommand:
+    return build_command(
+        claude_bin="claude",
+        model="claude-sonnet-4-5",
+        repo_dir=REPO,
+        prompt_path="/tmp/claude-e2b/prompt.md",
+        plan_file="PLAN.md",
+        budget_usd=budget,
+    )
+
+
+def _run(session, api, tmp_path, limits, *, command=None, prompt=PROMPT):
+    actions: list[Action] = []
+    session.make_dir("/tmp/claude-e2b")
+    outcome = run_agent(
+        session,
+        command or _command(),
+        prompt=prompt,
+        env={"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": api.url},
+        transcript_path=tmp_path / "transcript.jsonl",
+        limits=limits,
+        on_event=lambda _e: None,
+        on_action=lambda a, _o: actions.append(a),
+        cost_of=running_cost,
+    )
+    return outcome, actions
+
+
+def _no_agent_left(session: SandboxSession) -> bool:
+    return live_processes(session, "claude") == []
+
+
+def test_normal_run_prompt_and_key(session, tmp_path):
+    """The scenario's changes happen, the prompt arrives byte for byte, the key stays hidden."""
+    with ScriptedAnthropic(SCENARIOS / "add_edit_delete.yaml") as api:
+        outcome, actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
+        first = api.main_requests[0]
+    assert outcome.result is not None
+    assert outcome.result.subtype == "success"
+    assert outcome.stopped is None
+    assert actions == []
+    assert prompt_text(first.body) == PROMPT
+    assert first.headers["x-api-key"] == KEY
+    assert session.exists(f"{REPO}/hello.py")
+    assert not session.exists(f"{REPO}/obsolete.txt")
+    transcript = (tmp_path / "transcript.jsonl").read_text()
+    assert KEY not in transcript
+    assert json.loads(transcript.splitlines()[-1])["type"] == "result"
+    # The live meter agrees with Claude Code's own total.
+    assert running_cost(outcome.meter) == pytest.approx(outcome.result.total_cost_usd, rel=1e-9)
+
+
+def test_hard_limit_warns_in_order_then_stops_and_keeps_work(session, tmp_path):
+    """Warnings at the marks, then SIGINT at the limit; the ticks written so far remain."""
+    limits = WatchdogConfig(hard_limit_s=7, warn_at_s=(2, 4), grace_s=10)
+    with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
+        outcome, actions = _run(session, api, tmp_path, limits)
+    assert [type(a) for a in actions] == [TimeWarning, TimeWarning, Stop]
+    assert [a.mark_s for a in actions if isinstance(a, TimeWarning)] == [2, 4]
+    assert isinstance(outcome.stopped, Stop)
+    assert outcome.stopped.reason == "timeout"
+    ticks = session.read_bytes(f"{REPO}/ticks.txt").decode().split()
+    assert 2 <= len(ticks) < 60
+    assert _no_agent_left(session)
+    # SIGINT let Claude Code end cleanly, with its own result and cost.
+    assert outcome.result is not None
+
+
+def test_budget_stops_the_agent(session, tmp_path):
+    """Our watchdog stops the agent when the running cost passes the budget."""
+    limits = WatchdogConfig(hard_limit_s=120, budget_usd=0.003, grace_s=10)
+    with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
+        outcome, actions = _run(session, api, tmp_path, limits)
+    assert isinstance(actions[-1], Stop)
+    assert outcome.stopped is not None
+    assert outcome.stopped.reason == "budget"
+    assert outcome.stopped.cost_usd > 0.003
+    assert session.exists(f"{REPO}/ticks.txt")
+    assert _no_agent_left(session)
+
+
+def test_agent_ignoring_sigint_is_killed_after_grace(session, tmp_path):
+    """An agent that ignores SIGINT is killed once the grace period is over."""
+    script = "trap '' INT; echo $$ > /tmp/claude-e2b/agent.pid; sleep 600"
+    command = AgentCommand(
+        ("bash", "-c", script), "/tmp/claude-e2b/prompt.md", REPO, "/tmp/claude-e2b/other.pid"
+    )
+    limits = WatchdogConfig(hard_limit_s=2, grace_s=2)
+    with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
+        outcome, _actions = _run(session, api, tmp_path, limits, command=command)
+    assert outcome.stopped is not None
+    assert live_processes(session, "sleep") == []
+
+
+def test_dropped_stream_is_reattached(session, tmp_path):
+    """When the local server drops the output stream, the runner re-attaches; work goes on."""
+    assert session.localbox is not None
+    httpx.post(
+        f"{session.localbox.url}/localbox/faults",
+        json={"drop_output_after_bytes": 4000},
+        timeout=10,
+    ).raise_for_status()
+    with ScriptedAnthropic(SCENARIOS / "add_edit_delete.yaml") as api:
+        outcome, _actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
+    assert outcome.reconnects == 1
+    assert session.exists(f"{REPO}/hello.py")
+    assert not session.exists(f"{REPO}/obsolete.txt")
+
+
+def test_broken_lines_are_skipped_and_counted(session, tmp_path):
+    """Lines that are not JSON are skipped and counted; the events around them are kept."""
+    lines = [
+        json.dumps(
+            {
+                "type": "system",
+                "subtype": "init",
+                "session_id": "s",
+                "model": "m",
+                "cwd": REPO,
+                "tools": [],
+            }
+        ),
+        "this is not json",
+        '{"type": "assistant", "message": {"id": "m1", "content": [{"type": "text", "text": "hi"}]',
+        json.dumps(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": False,
+                "num_turns": 1,
+                "session_id": "s",
+                "result": "all done",
+                "usage": {},
+            }
+        ),
+    ]
+    script = "printf '%s\\n' " + " ".join(shlex.quote(line) for line in lines)
+    command = AgentCommand(
+        ("bash", "-c", script), "/tmp/claude-e2b/prompt.md", REPO, "/tmp/claude-e2b/agent.pid"
+    )
+    with ScriptedAnthropic(SCENARIOS / "demo.yaml") as api:
+        outcome: AgentOutcome
+        outcome, _actions = _run(
+            session, api, tmp_path, WatchdogConfig(hard_limit_s=60), command=command
+        )
+    assert outcome.broken_lines == 2
+    assert outcome.init is not None
+    assert outcome.result is not None
+    assert outcome.final_message == "all done"
+    kept = (tmp_path / "transcript.jsonl").read_text().splitlines()
+    assert [json.loads(line)["type"] for line in kept] == ["system", "result"]
