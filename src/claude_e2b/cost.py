@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 MTOK = 1_000_000
-USD_DECIMALS = 6
+USD_DECIMALS = 9  # nano-dollars: sums of figures stay exact to the cent and beyond
 UNATTRIBUTED = "(unattributed)"
 
 CostSource = Literal["claude-code", "price-table", "unknown-model"]
@@ -213,7 +213,7 @@ class CostReport:
     estimated: bool
 
     def to_result(self) -> dict[str, Any]:
-        """The result.json ``cost`` block (schema 1); dollars rounded to 6 decimals."""
+        """The result.json ``cost`` block (schema 1); dollars rounded to 9 decimals."""
         return {
             "claude_usd": _usd(self.claude_usd),
             "sandbox_usd": _usd(self.sandbox_usd),

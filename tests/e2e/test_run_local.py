@@ -7,7 +7,6 @@ Messages API stand-in; the repository is a real git checkout.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,17 +72,6 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
-
-
-@pytest.fixture
-def cli_env(tmp_path, claude_bin):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "E2B_"))}
-    env.update(
-        CLAUDE_E2B_CLAUDE_BIN=str(claude_bin),
-        CLAUDE_E2B_STATE_DIR=str(tmp_path / "state"),
-        ANTHROPIC_API_KEY=CANARY_KEY,
-    )
-    return env
 
 
 def test_run_adds_edits_deletes_and_reports(tmp_path, cli_env):

@@ -449,24 +449,24 @@ def test_to_result_has_exactly_the_contract_keys():
     json.dumps(block)  # plain JSON types only
 
 
-def test_to_result_rounds_dollars_to_six_decimals():
-    """Dollar figures are rounded to 6 decimals; token counts stay whole."""
+def test_to_result_rounds_dollars_to_nine_decimals():
+    """Dollar figures are rounded to 9 decimals (half a micro-dollar survives); tokens whole."""
     report = CostReport(
-        claude_usd=0.1234564,
-        sandbox_usd=0.0000006,
-        total_usd=0.1234570,
+        claude_usd=0.0660375000004,
+        sandbox_usd=0.0000000006,
+        total_usd=0.1234570004,
         usage=TokenUsage(1, 2, 3, 4),
-        by_model=(ModelCost("m", TokenUsage(1, 2, 3, 4), 0.1234566, "claude-code"),),
+        by_model=(ModelCost("m", TokenUsage(1, 2, 3, 4), 0.12345660006, "claude-code"),),
         sandbox_seconds=1.0,
         estimated=False,
     )
     block = report.to_result()
     assert (block["claude_usd"], block["sandbox_usd"], block["total_usd"]) == (
-        0.123456,
-        0.000001,
+        0.0660375,
+        0.000000001,
         0.123457,
     )
-    assert block["by_model"]["m"]["usd"] == 0.123457
+    assert block["by_model"]["m"]["usd"] == 0.123456600
 
 
 def test_empty_report_is_all_zero():
