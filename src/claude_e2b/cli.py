@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from claude_e2b.config import Credentials, Overrides, build_run_config
+from claude_e2b.config import Credentials, KeyInjection, Overrides, build_run_config
 from claude_e2b.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -34,6 +34,25 @@ from claude_e2b.sandbox import Backend
 from claude_e2b.sandbox.session import kill_sandbox, list_sandboxes, open_session
 
 log = get_logger(__name__)
+# Bedrock and Vertex, as Claude Code reads them: settings, then secrets.
+PROVIDER_VARS = (
+    "CLAUDE_CODE_USE_BEDROCK",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLOUD_ML_REGION",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "CLAUDE_CODE_SKIP_VERTEX_AUTH",
+)
+PROVIDER_SECRETS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+)
 SECRET_ENV = (
     "ANTHROPIC_API_KEY",
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -58,14 +77,23 @@ def state_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "claude-e2b"
 
 
-def credentials_from_env(environ: Mapping[str, str]) -> Credentials:
+def _present(environ: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {name: environ[name] for name in names if environ.get(name)}
+
+
+def credentials_from_env(
+    environ: Mapping[str, str], key_injection: KeyInjection = "env"
+) -> Credentials:
     """The agent's credentials, and every other secret value the run must never show."""
     others = tuple(environ[name] for name in SECRET_ENV if environ.get(name))
     return Credentials(
         anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
         anthropic_base_url=environ.get("ANTHROPIC_BASE_URL") or None,
         claude_oauth_token=environ.get("CLAUDE_CODE_OAUTH_TOKEN") or None,
+        agent_vars=_present(environ, PROVIDER_VARS),
+        agent_secrets=_present(environ, PROVIDER_SECRETS),
         other_secrets=others,
+        key_injection=key_injection,
     )
 
 
@@ -84,9 +112,10 @@ def local_claude(environ: Mapping[str, str]) -> Path:
 
 
 def _check_credentials(credentials: Credentials) -> None:
-    if not (credentials.anthropic_api_key or credentials.claude_oauth_token):
+    if not credentials.has_model_access:
         raise ConfigError(
-            "no credentials for Claude: set ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN)",
+            "no credentials for Claude: set ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN, "
+            "or CLAUDE_CODE_USE_BEDROCK / CLAUDE_CODE_USE_VERTEX with their usual variables",
             hint="in a workflow: anthropic-api-key: ${{ secrets.ANTHROPIC_API_KEY }}",
         )
 
@@ -98,7 +127,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             "opening pull requests is not available in this version yet",
             hint="pass --no-pr: the changes are applied to --repo and reported in --output-dir",
         )
-    credentials = credentials_from_env(environ)
+    credentials = credentials_from_env(environ, args.key_injection)
     workflow = Workflow(enabled=environ.get("GITHUB_ACTIONS") == "true")
     for value in credentials.secret_values():
         REDACTOR.add(value)
@@ -244,6 +273,13 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--template")
     run.add_argument("--max-turns", type=_positive_int)
     run.add_argument("--include-untracked", action="store_true", default=None)
+    run.add_argument(
+        "--key-injection",
+        choices=["env", "proxy"],
+        default="env",
+        help="env: the key is an environment variable in the sandbox; proxy: E2B's egress "
+        "proxy adds it to API requests, so it never exists in the sandbox",
+    )
     run.add_argument("--json", action="store_true", help="print result.json on stdout")
     run.set_defaults(func=cmd_run)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from claude_e2b.errors import ConfigError
 from claude_e2b.plan import Plan
@@ -34,31 +35,79 @@ SANDBOX_REPO_DIR = "/home/user/repo"
 SANDBOX_WORK_DIR = "/tmp/claude-e2b"  # noqa: S108 - a path inside the sandbox, not on the runner
 
 
+KeyInjection = Literal["env", "proxy"]
+# What the sandbox sees instead of the key in proxy mode; E2B's egress proxy puts the
+# real header on each request to the API host, so the key never exists in the sandbox.
+PROXY_PLACEHOLDER = "sk-ant-placeholder-set-by-the-egress-proxy"
+DEFAULT_API_HOST = "api.anthropic.com"
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Secrets and endpoints for the agent; only what the agent needs enters the sandbox."""
+    """Secrets and endpoints for the agent; only what the agent needs enters the sandbox.
+
+    ``agent_vars`` carries provider settings (Bedrock, Vertex) and ``agent_secrets``
+    their secret values; both reach the agent, the latter are also redacted everywhere.
+    """
 
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     claude_oauth_token: str | None = None
-    extra_agent_env: Mapping[str, str] = field(default_factory=dict)
+    agent_vars: Mapping[str, str] = field(default_factory=dict)
+    agent_secrets: Mapping[str, str] = field(default_factory=dict)
     other_secrets: tuple[str, ...] = ()
+    key_injection: KeyInjection = "env"
+
+    @property
+    def has_model_access(self) -> bool:
+        """Whether any way to reach a model was given."""
+        third_party = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
+        return bool(
+            self.anthropic_api_key
+            or self.claude_oauth_token
+            or any(self.agent_vars.get(name) for name in third_party)
+        )
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret value the run holds, for redaction and the secret scan."""
-        values = [self.anthropic_api_key, self.claude_oauth_token, *self.other_secrets]
+        values = [
+            self.anthropic_api_key,
+            self.claude_oauth_token,
+            *self.agent_secrets.values(),
+            *self.other_secrets,
+        ]
         return tuple(v for v in values if v)
 
     def agent_env(self) -> dict[str, str]:
-        """Variables Claude Code needs to reach its model."""
-        env = dict(self.extra_agent_env)
+        """Variables Claude Code needs to reach its model (placeholders in proxy mode)."""
+        env = {**self.agent_vars, **self.agent_secrets}
+        proxied = self.key_injection == "proxy"
         if self.anthropic_api_key:
-            env["ANTHROPIC_API_KEY"] = self.anthropic_api_key
+            env["ANTHROPIC_API_KEY"] = PROXY_PLACEHOLDER if proxied else self.anthropic_api_key
         if self.claude_oauth_token:
-            env["CLAUDE_CODE_OAUTH_TOKEN"] = self.claude_oauth_token
+            token = PROXY_PLACEHOLDER if proxied else self.claude_oauth_token
+            env["CLAUDE_CODE_OAUTH_TOKEN"] = token
         if self.anthropic_base_url:
             env["ANTHROPIC_BASE_URL"] = self.anthropic_base_url
         return env
+
+    def api_host(self) -> str:
+        """The host Claude Code talks to: the base URL's, else Anthropic's."""
+        if not self.anthropic_base_url:
+            return DEFAULT_API_HOST
+        return urlsplit(self.anthropic_base_url).hostname or DEFAULT_API_HOST
+
+    def egress_rules(self) -> dict[str, list[dict[str, Any]]]:
+        """Proxy mode: the header E2B's egress proxy sets on requests to the API host."""
+        if self.key_injection != "proxy":
+            return {}
+        if self.anthropic_api_key:
+            headers = {"x-api-key": self.anthropic_api_key}
+        elif self.claude_oauth_token:
+            headers = {"authorization": f"Bearer {self.claude_oauth_token}"}
+        else:
+            return {}
+        return {self.api_host(): [{"transform": {"headers": headers}}]}
 
 
 @dataclass(frozen=True)
@@ -138,6 +187,12 @@ def build_run_config(
     _positive("--timeout-minutes", overrides.timeout_minutes)
     _positive("--budget-usd", overrides.budget_usd)
     _positive("--max-turns", overrides.max_turns)
+    backend: Backend = _first(overrides.backend, default="e2b")
+    if backend == "local" and credentials.key_injection == "proxy":
+        raise ConfigError(
+            "key-injection: proxy needs E2B's egress proxy, which the local sandbox does not have",
+            hint="use --sandbox e2b, or key-injection: env with the local sandbox",
+        )
     timeout = _first(
         overrides.timeout_minutes, plan.timeout_minutes, default=DEFAULT_TIMEOUT_MINUTES
     )
@@ -145,7 +200,7 @@ def build_run_config(
         plan=plan,
         repo_dir=repo_dir,
         output_dir=output_dir,
-        backend=_first(overrides.backend, default="e2b"),
+        backend=backend,
         template=_first(overrides.template, plan.template, default=DEFAULT_TEMPLATE),
         model=_first(overrides.model, plan.model, default=DEFAULT_MODEL),
         timeout_minutes=timeout,

@@ -124,9 +124,18 @@ def sandbox_spec(config: RunConfig) -> SandboxSpec:
         lifetime_s=config.lifetime_s,
         metadata={"run-id": config.run_id, "plan": config.plan.display_title[:200]},
         envs=dict(config.env),
-        allow_out=config.network,
+        allow_out=_allow_out(config),
+        network_rules=config.credentials.egress_rules(),
         local_tools=config.local_tools,
     )
+
+
+def _allow_out(config: RunConfig) -> tuple[str, ...] | None:
+    """The plan's egress allow list, plus the API host the agent cannot work without."""
+    if config.network is None:
+        return None
+    host = config.credentials.api_host()
+    return config.network if host in config.network else (*config.network, host)
 
 
 def plan_path_in_repo(config: RunConfig) -> str | None:
@@ -363,11 +372,13 @@ def cost_report(state: RunState) -> CostReport:
         per_message = agent.meter.per_message if agent is not None else {}
         by_model = cost_from_streamed_usage(per_message, table)
         estimated = True
+    # The local sandbox runs on the runner: no sandbox bill, whatever its size.
+    billed = state.config.backend == "e2b"
     return build_report(
         by_model,
         sandbox_seconds=state.sandbox_seconds,
-        vcpus=state.config.sandbox_vcpus,
-        memory_gib=state.config.sandbox_memory_gib,
+        vcpus=state.config.sandbox_vcpus if billed else 0.0,
+        memory_gib=state.config.sandbox_memory_gib if billed else 0.0,
         table=table,
         estimated=estimated,
     )

@@ -5,11 +5,13 @@ import pytest
 from claude_e2b.config import (
     DEFAULT_PROTECTED_PATHS,
     LIFETIME_MARGIN_S,
+    PROXY_PLACEHOLDER,
     Credentials,
     Overrides,
     build_run_config,
 )
 from claude_e2b.errors import ConfigError
+from claude_e2b.pipeline import sandbox_spec
 from claude_e2b.plan import parse_plan
 
 PLAN = """---
@@ -100,3 +102,65 @@ def test_agent_env_holds_only_what_the_agent_needs():
     env = creds.agent_env()
     assert env == {"ANTHROPIC_API_KEY": "sk-test-123456789", "ANTHROPIC_BASE_URL": "http://x"}
     assert "ghp_should_not_pass_1234" in creds.secret_values()
+
+
+def test_proxy_mode_keeps_the_key_out_of_the_sandbox():
+    """In proxy mode the sandbox gets a placeholder; the egress rule carries the real key."""
+    creds = Credentials(anthropic_api_key="sk-real-key-123456", key_injection="proxy")
+    env = creds.agent_env()
+    assert env["ANTHROPIC_API_KEY"] == PROXY_PLACEHOLDER
+    assert "sk-real-key-123456" not in repr(env)
+    assert creds.egress_rules() == {
+        "api.anthropic.com": [{"transform": {"headers": {"x-api-key": "sk-real-key-123456"}}}]
+    }
+
+
+def test_proxy_mode_follows_the_base_url_and_oauth():
+    """A gateway's host gets the rule; an OAuth token becomes a bearer header."""
+    creds = Credentials(
+        claude_oauth_token="oauth-token-123456",
+        key_injection="proxy",
+        anthropic_base_url="https://gateway.example.com:8443/anthropic",
+    )
+    assert creds.egress_rules() == {
+        "gateway.example.com": [
+            {"transform": {"headers": {"authorization": "Bearer oauth-token-123456"}}}
+        ]
+    }
+    assert creds.agent_env()["CLAUDE_CODE_OAUTH_TOKEN"] == PROXY_PLACEHOLDER
+
+
+def test_env_mode_has_no_egress_rules():
+    """With the key as an environment variable there is nothing for the proxy to do."""
+    assert Credentials(anthropic_api_key="sk-real-key-123456").egress_rules() == {}
+
+
+def test_proxy_mode_with_the_local_sandbox_is_refused():
+    """The local sandbox has no egress proxy: say so instead of leaking the key in."""
+    creds = Credentials(anthropic_api_key="sk-real-key-123456", key_injection="proxy")
+    with pytest.raises(ConfigError, match="egress proxy"):
+        _config(Overrides(backend="local"), credentials=creds)
+
+
+def test_bedrock_and_vertex_count_as_model_access():
+    """Provider variables reach the agent; their secrets are redacted like the key."""
+    creds = Credentials(
+        agent_vars={"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "us-east-1"},
+        agent_secrets={"AWS_SECRET_ACCESS_KEY": "aws-secret-123456"},
+    )
+    assert creds.has_model_access
+    assert creds.agent_env() == {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "AWS_REGION": "us-east-1",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-123456",
+    }
+    assert "aws-secret-123456" in creds.secret_values()
+    assert not Credentials().has_model_access
+
+
+def test_allow_list_always_admits_the_api_host():
+    """A plan's egress allow list gets the API host added, or the agent could not work."""
+    text = "---\nnetwork: [pypi.org]\n---\nTask.\n"
+    spec = sandbox_spec(_config(text=text))
+    assert spec.allow_out == ("pypi.org", "api.anthropic.com")
+    assert sandbox_spec(_config(text="Task.\n")).allow_out is None
