@@ -205,6 +205,8 @@ def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_kill(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """claude-e2b kill: kill one sandbox (by sandbox or run id) or all of ours."""
+    if bool(args.id) == bool(args.all):
+        raise ConfigError("kill needs either a sandbox id or run id, or --all (not both)")
     backends: list[Backend] = [args.sandbox] if args.sandbox else ["local", "e2b"]
     killed = 0
     for backend in backends:
