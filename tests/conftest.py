@@ -9,6 +9,15 @@ import pytest
 from tests.stand_ins.claude_cli import find_claude
 
 
+@pytest.fixture(autouse=True)
+def _git_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Git in tests sees no user or system config and no inherited repository."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for key in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
+        monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture(scope="session")
 def claude_bin() -> Path:
     """Path of the real Claude Code binary; a test that needs it fails without it."""

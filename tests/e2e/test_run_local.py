@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.gitrepo import commit_all, git
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
 SCENARIOS = Path(__file__).parents[1] / "stand_ins" / "scenarios"
@@ -23,12 +24,6 @@ SONNET_45 = (3.0, 15.0, 0.30, 3.75)
 CANARY_KEY = "sk-ant-api03-canary-" + "c0ffee" * 8
 
 pytestmark = pytest.mark.e2e
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, timeout=60
-    ).stdout
 
 
 def make_repo(path: Path) -> Path:
@@ -42,9 +37,8 @@ def make_repo(path: Path) -> Path:
     )
     (path / ".env").write_text(f"ANTHROPIC_API_KEY={CANARY_KEY}\n")
     (path / ".gitignore").write_text("build/\n")
-    _git(path, "init", "-q", "-b", "main")
-    _git(path, "add", "-A", "-f")
-    _git(path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    git(path, "init", "-q", "-b", "main")
+    commit_all(path, "init")
     return path
 
 
@@ -104,7 +98,7 @@ def test_run_adds_edits_deletes_and_reports(tmp_path, cli_env):
     assert "Hello, sandbox world." in (repo / "README.md").read_text()
     assert not (repo / "obsolete.txt").exists()
     assert "- [x] Add hello.py" in (repo / "PLAN.md").read_text()
-    status = _git(repo, "status", "--porcelain")
+    status = git(repo, "status", "--porcelain")
     assert sorted(line[3:] for line in status.splitlines()) == [
         "PLAN.md",
         "README.md",
@@ -188,4 +182,4 @@ def test_run_without_no_pr_is_refused_before_any_work(tmp_path, cli_env):
     )
     assert done.returncode == 2
     assert "--no-pr" in done.stderr
-    assert _git(repo, "status", "--porcelain") == ""
+    assert git(repo, "status", "--porcelain") == ""

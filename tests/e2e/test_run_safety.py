@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import random
 import string
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_run_local import CANARY_KEY, SCENARIOS, make_repo, run_cli
+from tests.gitrepo import commit_all
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +42,7 @@ def _commit(repo: Path, plan_front: str) -> None:
     plan = repo / "PLAN.md"
     plan.write_text(f"---\n{plan_front}---\nDo the scripted work.\n\n- [ ] Work\n")
     (repo / "settings.py").write_text(f'TOKEN = "{_github_token()}"\n')
-    for args in (
-        ["add", "-A"],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "more"],
-    ):
-        subprocess.run(["git", "-C", str(repo), *args], check=True, timeout=60)
+    commit_all(repo, "more")
 
 
 LIST_FILES = {

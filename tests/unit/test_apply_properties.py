@@ -10,7 +10,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,19 +22,12 @@ from claude_e2b.sync.changes import (
     pack_script,
     parse_detect_output,
 )
+from tests.gitrepo import git
 
 ROOT = "/checkout"
 SEGMENTS = [".", "..", "", "a", "b c", ".git", ".GIT", "git~1", ".git.", "é", "x\ny", "\\", "~"]
 segment_paths = st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=5).map("/".join)
 any_path = st.one_of(segment_paths, segment_paths.map("/".__add__), st.text(max_size=40))
-
-
-@pytest.fixture(autouse=True)
-def _git_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for key in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(key, raising=False)
 
 
 @given(any_path)
@@ -116,12 +108,6 @@ def realize(root: Path, state: dict[str, Entry]) -> None:
             continue
         full.write_bytes(data)
         full.chmod(0o755 if executable else 0o644)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def listing(root: Path) -> dict[str, tuple[str, str]]:

@@ -137,13 +137,31 @@ def test_malformed_known_event_does_not_raise():
 
 def test_stream_events_carry_message_usage():
     """message_start gives id, model and usage; message_delta gives the final usage."""
-    start = parse_event(json.dumps({"type": "stream_event", "event": {
-        "type": "message_start",
-        "message": {"id": "msg_9", "model": "m", "usage": {"input_tokens": 7}}}}))
-    delta = parse_event(json.dumps({"type": "stream_event", "event": {
-        "type": "message_delta", "usage": {"output_tokens": 42}}}))
+    start = parse_event(
+        json.dumps(
+            {
+                "type": "stream_event",
+                "event": {
+                    "type": "message_start",
+                    "message": {"id": "msg_9", "model": "m", "usage": {"input_tokens": 7}},
+                },
+            }
+        )
+    )
+    delta = parse_event(
+        json.dumps(
+            {
+                "type": "stream_event",
+                "event": {"type": "message_delta", "usage": {"output_tokens": 42}},
+            }
+        )
+    )
     assert isinstance(start, StreamEvent)
     assert (start.kind, start.message_id, start.model, start.usage) == (
-        "message_start", "msg_9", "m", {"input_tokens": 7})
+        "message_start",
+        "msg_9",
+        "m",
+        {"input_tokens": 7},
+    )
     assert isinstance(delta, StreamEvent)
     assert (delta.kind, delta.usage) == ("message_delta", {"output_tokens": 42})

@@ -9,16 +9,36 @@ def _stream(inner):
 
 
 def _assistant(message_id, usage):
-    return parse_event(json.dumps({"type": "assistant", "message": {
-        "id": message_id, "model": "m", "usage": usage,
-        "content": [{"type": "text", "text": "x"}]}}))
+    return parse_event(
+        json.dumps(
+            {
+                "type": "assistant",
+                "message": {
+                    "id": message_id,
+                    "model": "m",
+                    "usage": usage,
+                    "content": [{"type": "text", "text": "x"}],
+                },
+            }
+        )
+    )
 
 
 def test_usage_is_kept_per_message_and_delta_replaces():
     """Output tokens come from message_delta; repeated assistant events are not summed."""
     meter = UsageMeter()
-    meter.record(_stream({"type": "message_start", "message": {
-        "id": "a", "model": "m", "usage": {"input_tokens": 10, "output_tokens": 1}}}))
+    meter.record(
+        _stream(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "a",
+                    "model": "m",
+                    "usage": {"input_tokens": 10, "output_tokens": 1},
+                },
+            }
+        )
+    )
     meter.record(_assistant("a", {"input_tokens": 10, "output_tokens": 1}))
     meter.record(_assistant("a", {"input_tokens": 10, "output_tokens": 1}))
     meter.record(_stream({"type": "message_delta", "usage": {"output_tokens": 55}}))

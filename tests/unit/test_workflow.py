@@ -30,4 +30,7 @@ def test_enabled_writes_lines():
     flow.warning("30 min used")
     flow.end_group()
     assert out.getvalue().splitlines() == [
-        "::group::Claude Code", "::warning title=claude-e2b::30 min used", "::endgroup::"]
+        "::group::Claude Code",
+        "::warning title=claude-e2b::30 min used",
+        "::endgroup::",
+    ]
