@@ -99,7 +99,7 @@ def test_run_adds_edits_deletes_and_reports(tmp_path, cli_env):
     assert not (repo / "obsolete.txt").exists()
     assert "- [x] Add hello.py" in (repo / "PLAN.md").read_text()
     status = git(repo, "status", "--porcelain")
-    assert sorted(line[3:] for line in status.splitlines()) == [
+    assert sorted(line.split(None, 1)[1] for line in status.splitlines()) == [
         "PLAN.md",
         "README.md",
         "hello.py",
