@@ -53,7 +53,7 @@ from claude_e2b.sync.changes import (
 from claude_e2b.sync.screen import ContentCheck, screen
 from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
-from claude_e2b.sync.upload import upload_repository
+from claude_e2b.sync.upload import stat_cache_path, upload_repository
 
 SessionFactory = Callable[[SandboxSpec], SandboxSession]
 STEP_TIMEOUT_S = 600.0
@@ -236,7 +236,7 @@ def verify_step(session: SandboxSession, state: RunState) -> None:
 def detect_step(session: SandboxSession, state: RunState) -> None:
     """Find what changed since the baseline commit, with git plumbing in the sandbox."""
     out_path = f"{SANDBOX_WORK_DIR}/changes.bin"
-    script = detect_script(SANDBOX_REPO_DIR, state.baseline)
+    script = detect_script(SANDBOX_REPO_DIR, state.baseline, stat_cache_path(SANDBOX_WORK_DIR))
     done = session.run(
         f"bash -c {shlex.quote(script)} > {shlex.quote(out_path)}", timeout=STEP_TIMEOUT_S
     )

@@ -248,3 +248,28 @@ def test_pack_output_must_be_complete() -> None:
     """A pack report without a format, digest or size raises SyncError."""
     with pytest.raises(SyncError):
         parse_pack_output(b"format zstd\nbytes 10\n")
+
+
+def test_stat_cache_gives_the_same_changes(tmp_path: Path) -> None:
+    """With the baseline's index as a stat cache, or a wrong one, the changes are the same."""
+    body = b"".join(b"line %d of a file long enough to rename\n" % i for i in range(40))
+    repo, base = make_repo(tmp_path, {"a.txt": b"a\n", "b.txt": b"b\n", "old.txt": body})
+    cache = tmp_path / "baseline.index"
+    shutil.copy(repo / ".git" / "index", cache)
+    (repo / "a.txt").write_bytes(b"changed\n")
+    (repo / "b.txt").unlink()
+    (repo / "old.txt").rename(repo / "new.txt")
+    (repo / "c.txt").write_bytes(b"new\n")
+    without = detect(repo, base)
+
+    def with_cache() -> Changeset:
+        script = detect_script(str(repo), base, str(cache))
+        out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, timeout=60)
+        return parse_detect_output(out.stdout)
+
+    assert with_cache() == without
+    assert {c.path for c in without.changes} == {"a.txt", "b.txt", "new.txt", "c.txt"}
+    cache.write_bytes(b"not an index at all")
+    assert with_cache() == without  # a broken cache is passed over
+    cache.unlink()
+    assert with_cache() == without  # a missing cache falls back to hashing everything

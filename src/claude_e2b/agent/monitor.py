@@ -35,6 +35,7 @@ class AgentProgress(Protocol):
         """Usage per API message so far."""
         ...
 
+
 TEXT_PREVIEW = 200
 _PATH_TOOLS = {
     "Edit": "file_path",
@@ -122,8 +123,10 @@ class Progress:
             self._warn(action.message())
         elif isinstance(action, Heartbeat):
             cost = self.cost_of(outcome.meter)
-            log.info("agent.heartbeat", line=heartbeat_line(
-                action.elapsed_s, outcome.turns, outcome.meter, cost))
+            log.info(
+                "agent.heartbeat",
+                line=heartbeat_line(action.elapsed_s, outcome.turns, outcome.meter, cost),
+            )
         else:
             self._warn(f"{action.message()}: stopping it and keeping its work")
 

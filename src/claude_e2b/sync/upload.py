@@ -437,8 +437,13 @@ def _extract_script(remote_dir: str, repo_dir: str, codec: Codec) -> str:
     )
 
 
-def baseline_script(repo_dir: str) -> str:
-    """Script for git init + add + commit with a fixed identity, printing the baseline sha."""
+def baseline_script(repo_dir: str, stat_cache: str = "") -> str:
+    """Script for git init + add + commit with a fixed identity, printing the baseline sha.
+
+    With ``stat_cache``, a copy of the index goes there: change detection uses it to
+    hash only the files that changed.
+    """
+    keep = f"cp -- .git/index {shlex.quote(stat_cache)}; " if stat_cache else ""
     ident = f"-c user.name={BASELINE_NAME} -c user.email={BASELINE_EMAIL}"
     add_config = " ".join(f"-c {shlex.quote(c)}" for c in BASELINE_GIT_CONFIG)
     return (
@@ -447,8 +452,13 @@ def baseline_script(repo_dir: str) -> str:
         # -f: every uploaded file is tracked upstream, even one that .gitignore matches.
         f"git {add_config} add -A -f; "
         f"git {ident} -c commit.gpgsign=false commit -q --no-verify --allow-empty -m baseline; "
-        "git rev-parse HEAD"
+        f"{keep}git rev-parse HEAD"
     )
+
+
+def stat_cache_path(work_dir: str) -> str:
+    """Where the baseline's index copy lives in the sandbox (see baseline_script)."""
+    return f"{work_dir}/baseline.index"
 
 
 def upload_repository(
@@ -493,7 +503,8 @@ def upload_repository(
         raise
     finally:
         _remove_quietly(session, remote_dir)
-    baseline = _run_checked(session, baseline_script(repo_dir), "make the baseline commit")
+    script = baseline_script(repo_dir, stat_cache_path(work_dir))
+    baseline = _run_checked(session, script, "make the baseline commit")
     clock.lap("baseline_s")
     report = UploadReport(
         files=len(selection.files),

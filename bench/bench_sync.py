@@ -1,0 +1,443 @@
+"""Upload and change round trip against the local sandbox, next to a tar | zstd baseline.
+
+    uv run python bench/bench_sync.py [--repo DIR] [--runs 3] [--quick]
+
+Without --repo it generates the benchmark repository with bench/gen_repo.py
+(in /tmp/claude-e2b-bench, reused while its marker matches). Each run times, in
+the same loop and alternately:
+
+- baseline: ``git ls-files -z | tar --null -T - -cf - | zstd -3 -T0 > FILE``
+  (and the same into /dev/null);
+- ours: select_files + upload_repository into a fresh local sandbox, in a child
+  process whose peak RSS (VmHWM) is read right after the upload; the sandbox
+  server is another process and is not counted. The child then makes 10 small
+  changes in the sandbox and times detect + pack + download + apply onto a copy
+  of the checkout.
+
+Once per invocation: chunk-size and zstd-level sweeps (one upload each), the
+non-streaming variant (verify and extract after the upload: phases apart),
+secret-scan throughput over the selection, and history bundle sizes.
+Writes bench/results/sync.json and prints the Markdown tables of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+import shlex  # noqa: E402
+
+import structlog  # noqa: E402
+
+from bench.gen_repo import ensure_repo  # noqa: E402
+from claude_e2b.sandbox.session import SandboxSpec, open_session  # noqa: E402
+from claude_e2b.sync import upload  # noqa: E402
+from claude_e2b.sync.apply import ApplyPolicy, apply_changes, verify_archive  # noqa: E402
+from claude_e2b.sync.changes import (  # noqa: E402
+    detect_script,
+    pack_script,
+    parse_detect_output,
+    parse_pack_output,
+)
+from claude_e2b.sync.select import select_files  # noqa: E402
+
+CACHE = Path("/tmp/claude-e2b-bench")
+MiB = 2**20
+REPO_DIR = "/home/user/repo"
+WORK_DIR = "/tmp/claude-e2b"
+
+
+# --- child: one upload (+ change round trip) in a fresh process ------------------
+
+
+def _vm_hwm_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _changes_commands() -> str:
+    """10 changes: edit 5 files, add 3, delete 1, rename 1 (picked from git's list)."""
+    return r"""set -euo pipefail
+cd /home/user/repo
+mapfile -t files < <(git ls-files -- 'src/*.py' | head -n 7)
+for f in "${files[@]:0:5}"; do printf '\n# edited by the benchmark\nvalue = 42\n' >> "$f"; done
+for i in 1 2 3; do
+  printf 'def added_%s():\n    return %s\n' "$i" "$i" > "src/bench_added_$i.py"
+done
+rm -- "${files[5]}"
+mv -- "${files[6]}" "${files[6]%.py}_renamed.py"
+"""
+
+
+def child(args: argparse.Namespace) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    if args.baseline_config is not None:
+        upload.BASELINE_GIT_CONFIG = tuple(c for c in args.baseline_config.split(",") if c)
+    out: dict[str, object] = {"rss_before_mb": _vm_hwm_kb() / 1024}
+    session = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=900))
+    try:
+        out["rss_after_session_mb"] = _vm_hwm_kb() / 1024
+        started = time.monotonic()
+        selection = select_files(Path(args.repo))
+        out["select_s"] = time.monotonic() - started
+        report = upload.upload_repository(
+            session, selection, repo_dir=REPO_DIR, work_dir=WORK_DIR,
+            chunk_bytes=args.chunk_mb * MiB, zstd_level=args.level,
+            stream_extract=not args.no_stream,
+        )  # fmt: skip
+        out["upload_s"] = time.monotonic() - started
+        out["peak_rss_mb"] = _vm_hwm_kb() / 1024
+        out["report"] = dict(report.__dict__)
+        if args.changes:
+            out["changes"] = _round_trip(session, Path(args.repo), report.baseline)
+    finally:
+        session.kill()
+    print(json.dumps(out))
+
+
+def _round_trip(session, repo: Path, baseline: str) -> dict[str, object]:
+    session.run(f"bash -c {shlex.quote(_changes_commands())}", timeout=120, check=True)
+    copy = Path(tempfile.mkdtemp(prefix="bench-apply-", dir=CACHE))
+    subprocess.run(["cp", "-a", f"{repo}/.", str(copy)], check=True)
+    times: dict[str, float] = {}
+    t = time.monotonic()
+    out_path = f"{WORK_DIR}/changes.bin"
+    script = detect_script(REPO_DIR, baseline, upload.stat_cache_path(WORK_DIR))
+    session.run(f"bash -c {shlex.quote(script)} > {out_path}", timeout=300, check=True)
+    changeset = parse_detect_output(session.read_bytes(out_path))
+    times["detect_s"] = time.monotonic() - t
+    t = time.monotonic()
+    archive = f"{WORK_DIR}/changes.tar.zst"
+    job = pack_script(REPO_DIR, changeset, archive)
+    session.write_file(job.list_path, job.list_content)
+    done = session.run(f"bash -c {shlex.quote(job.script)}", timeout=300, check=True)
+    packed = parse_pack_output(done.stdout.encode())
+    times["pack_s"] = time.monotonic() - t
+    t = time.monotonic()
+    local = copy.parent / f"{copy.name}.archive"
+    with local.open("wb") as handle:
+        for block in session.read_stream(archive):
+            handle.write(block)
+    verify_archive(local, packed)
+    times["download_s"] = time.monotonic() - t
+    t = time.monotonic()
+    result = apply_changes(copy, changeset, local, policy=ApplyPolicy())
+    times["apply_s"] = time.monotonic() - t
+    shutil.rmtree(copy)
+    local.unlink()
+    return {
+        **times,
+        "total_s": sum(times.values()),
+        "changes": len(changeset.changes),
+        "statuses": sorted(c.status for c in changeset.changes),
+        "applied": len(result.applied),
+        "skipped": len(result.skipped),
+        "download_bytes": packed.bytes,
+        "detect_output_bytes": len(session.read_bytes(out_path)),
+    }
+
+
+def run_child(repo: Path, **opts: object) -> dict[str, object]:
+    argv = [sys.executable, __file__, "--child", "--repo", str(repo)]
+    for key, value in opts.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, str(value)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- baseline ------------------------------------------------------------------------
+
+
+def baseline(repo: Path, target: str) -> float:
+    cmd = f"git ls-files -z | tar --null -T - -cf - | zstd -3 -T0 -q > {target}"
+    started = time.monotonic()
+    subprocess.run(["bash", "-c", cmd], cwd=repo, check=True)
+    return time.monotonic() - started
+
+
+# --- once-per-invocation measurements ------------------------------------------------
+
+
+def secret_scan(repo: Path) -> dict[str, object]:
+    try:
+        from claude_e2b.sync.secrets import SecretScanner, scan_tree  # noqa: PLC0415
+    except Exception as exc:
+        return {"error": f"secrets.py not importable: {exc}"}
+    selection = select_files(repo)
+    scanner = SecretScanner()
+    paths = [f.path for f in selection.files if not f.is_symlink]
+    size = sum(f.size for f in selection.files if not f.is_symlink)
+    scan_tree(scanner, repo, paths[:200])  # warm up
+    started = time.monotonic()
+    hits = scan_tree(scanner, repo, paths)
+    seconds = time.monotonic() - started
+    return {"bytes": size, "seconds": seconds, "mb_per_s": size / MiB / seconds, "hits": len(hits)}
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def history(repo: Path) -> list[dict[str, object]]:
+    """Size and time of the history the sandbox would need for `git log`/`blame`."""
+    rows: list[dict[str, object]] = []
+    commits = int(_git(repo, "rev-list", "--count", "HEAD"))
+    work = Path(tempfile.mkdtemp(prefix="bench-history-", dir=CACHE))
+    try:
+        rows.extend(_shallow_row(repo, work, d, commits, blobs=True) for d in (1, 50, commits))
+        rows.append(_shallow_row(repo, work, commits, commits, blobs=False))
+    finally:
+        shutil.rmtree(work)
+    return rows
+
+
+def _shallow_row(
+    repo: Path, work: Path, depth: int, commits: int, *, blobs: bool
+) -> dict[str, object]:
+    target = work / f"d{depth}{'' if blobs else '-noblobs'}"
+    started = time.monotonic()
+    if blobs and depth == commits:
+        subprocess.run(
+            ["git", "-C", str(repo), "bundle", "create", "-q", str(target), "--all"], check=True
+        )
+        size = target.stat().st_size
+    else:
+        # A shallow (or blob-less) pack of HEAD's history, as the sandbox would receive it.
+        spec = ["--objects", "HEAD"] + (["--filter=blob:none"] if not blobs else [])
+        if depth < commits:
+            spec += [f"--max-count={depth}"]
+        revs = subprocess.run(
+            ["git", "-C", str(repo), "rev-list", *spec], capture_output=True, check=True
+        ).stdout
+        pack = subprocess.run(
+            ["git", "-C", str(repo), "pack-objects", "--stdout", "-q"],
+            input=revs, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        target.write_bytes(pack)
+        size = len(pack)
+    seconds = time.monotonic() - started
+    label = f"depth {depth}" if depth < commits else f"all {commits} commits"
+    return {"history": label + ("" if blobs else ", no blobs"), "bytes": size, "seconds": seconds}
+
+
+def machine() -> dict[str, object]:
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "git": _git(ROOT, "--version").strip() if shutil.which("git") else "",
+        "project_sha": sha,
+    }
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main_runs(repo: Path, runs: int) -> dict[str, object]:
+    base_file = CACHE / "baseline.tar.zst"
+    base_s, null_s, ours = [], [], []
+    for i in range(runs):
+        base_s.append(baseline(repo, str(base_file)))
+        ours.append(run_child(repo, changes=True))
+        null_s.append(baseline(repo, "/dev/null"))
+        print(
+            f"run {i + 1}: baseline {base_s[-1]:.2f}s ours {ours[-1]['upload_s']:.2f}s",
+            file=sys.stderr,
+        )
+    phases = {
+        k: median([o["report"]["phases"][k] for o in ours]) for k in ours[0]["report"]["phases"]
+    }
+    changes = [o["changes"] for o in ours]
+    return {
+        "baseline_s": base_s,
+        "baseline_devnull_s": null_s,
+        "baseline_bytes": base_file.stat().st_size,
+        "ours_s": [o["upload_s"] for o in ours],
+        "select_s": median([o["select_s"] for o in ours]),
+        "phases_median": phases,
+        "peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
+        "rss_after_session_mb": max(o["rss_after_session_mb"] for o in ours),
+        "report": ours[-1]["report"],
+        "ratio": median([o["upload_s"] for o in ours]) / median(base_s),
+        "changes": changes[-1],
+        "changes_total_s": [c["total_s"] for c in changes],
+    }
+
+
+def sweeps(repo: Path, quick: bool) -> dict[str, object]:
+    out: dict[str, object] = {}
+    chunk_sizes = (8, 16, 64) if quick else (4, 8, 16, 32, 64)
+    out["chunk_mb"] = [{"chunk_mb": c, **_brief(run_child(repo, chunk_mb=c))} for c in chunk_sizes]
+    out["level"] = [{"level": lv, **_brief(run_child(repo, level=lv))} for lv in (1, 3, 6)]
+    out["no_stream"] = _brief(run_child(repo, no_stream=True))
+    variants = {"default zlib": "", "looseCompression=0": "core.looseCompression=0"}
+    out["baseline_git"] = [
+        {"git_config": name, **_brief(run_child(repo, baseline_config=cfg))}
+        for name, cfg in variants.items()
+    ]
+    return out
+
+
+def _brief(child_out: dict[str, object]) -> dict[str, object]:
+    report = child_out["report"]
+    return {
+        "upload_s": child_out["upload_s"],
+        "sent_mb": report["sent_bytes"] / MiB,
+        "chunks": report["chunks"],
+        "phases": report["phases"],
+        "peak_rss_mb": child_out["peak_rss_mb"],
+    }
+
+
+def markdown(result: dict[str, object]) -> str:
+    m, s = result["main"], result.get("sweeps", {})
+    b, b0 = median(m["baseline_s"]), median(m["baseline_devnull_s"])
+    o = median(m["ours_s"])
+    raw = m["report"]["raw_bytes"] / MiB
+    repo = result["repo"]["tracked_files"]
+    where = f"{result['machine']['cpus']} CPUs ({result['machine']['cpu']})"
+    when = f"medians of {len(m['ours_s'])} runs, {result['machine']['date']}"
+    baseline_cmd = "`git ls-files -z \\| tar --null -T - -cf - \\| zstd -3 -T0 > FILE`"
+    sent = f"{m['report']['sent_bytes'] / MiB:.0f} MiB in {m['report']['chunks']} chunks"
+    lines = [
+        f"Repository: {repo} files, {raw:.0f} MiB; {where}; {when}.",
+        "",
+        "| what | time | vs baseline | notes |",
+        "|---|---:|---:|---|",
+        f"| baseline: {baseline_cmd} | {b:.2f} s | 1.00 | {m['baseline_bytes'] / MiB:.0f} MiB |",
+        f"| baseline into /dev/null | {b0:.2f} s | {b0 / b:.2f} | |",
+        (
+            f"| **ours: select + upload to the local sandbox** | **{o:.2f} s** | **{o / b:.2f}** |"
+            f" peak RSS {m['peak_rss_mb']:.0f} MB, {sent} |"
+        ),
+        f"| of which select_files | {m['select_s']:.2f} s | | |",
+    ]
+    lines += [f"| of which {k} | {v:.2f} s | | |" for k, v in m["phases_median"].items()]
+    c = m["changes"]
+    lines += [
+        "",
+        "| 10 small changes back (5 edits, 3 adds, 1 delete, 1 rename) | figure |",
+        "|---|---:|",
+        f"| detect (git in the sandbox) | {c['detect_s']:.2f} s |",
+        f"| pack in the sandbox | {c['pack_s']:.2f} s |",
+        f"| download + verify | {c['download_s']:.2f} s |",
+        f"| apply to a copy of the checkout | {c['apply_s']:.2f} s |",
+        f"| **total** (median of runs) | **{median(m['changes_total_s']):.2f} s** |",
+        f"| bytes downloaded (archive) | {c['download_bytes']} B |",
+        f"| changes found / applied / skipped | {c['changes']} / {c['applied']} / {c['skipped']} |",
+    ]
+    sc = result.get("secrets", {})
+    if "mb_per_s" in sc:
+        scanned = f"{sc['bytes'] / MiB:.0f} MiB in {sc['seconds']:.2f} s"
+        rate = f"**{sc['mb_per_s']:.0f} MB/s**, {sc['hits']} hits"
+        lines += [
+            "",
+            f"Secret scan (scan_tree, SecretScanner()) over the selection: {scanned} = {rate}.",
+        ]
+    elif sc:
+        lines += ["", f"Secret scan: {sc.get('error')}"]
+    if s:
+        lines += [
+            "",
+            "| variant (one run each) | upload | sent | peak RSS | phases |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for row in s["chunk_mb"]:
+            lines.append(_variant_row(f"chunk {row['chunk_mb']} MiB", row))
+        for row in s["level"]:
+            lines.append(_variant_row(f"zstd level {row['level']}", row))
+        lines.append(_variant_row("no streaming extract", s["no_stream"]))
+        for row in s["baseline_git"]:
+            lines.append(_variant_row(f"baseline git add: {row['git_config']}", row))
+    h = result.get("history", [])
+    if h:
+        lines += ["", "| history for the sandbox | size | time on the runner |", "|---|---:|---:|"]
+        lines += [
+            f"| {r['history']} | {r['bytes'] / MiB:.1f} MiB | {r['seconds']:.2f} s |" for r in h
+        ]
+    return "\n".join(lines)
+
+
+def _variant_row(name: str, row: dict[str, object]) -> str:
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in row["phases"].items())
+    size, rss = f"{row['sent_mb']:.0f} MiB", f"{row['peak_rss_mb']:.0f} MB"
+    return f"| {name} | {row['upload_s']:.2f} s | {size} | {rss} | {phases} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", type=Path)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer sweep points")
+    parser.add_argument("--no-sweeps", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/sync.json")
+    # child-only flags
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-mb", type=int, default=16, help=argparse.SUPPRESS)
+    parser.add_argument("--level", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--no-stream", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--changes", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-config", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    repo = (args.repo or ensure_repo(CACHE / "repo-460")).resolve()
+    marker = repo / ".git" / "claude-e2b-bench-marker.json"
+    info = json.loads(marker.read_text()) if marker.exists() else {}
+    info["tracked_files"] = _git(repo, "ls-files").count("\n")
+    result: dict[str, object] = {"machine": machine(), "repo": {"path": str(repo), **info}}
+    result["main"] = main_runs(repo, args.runs)
+    result["secrets"] = secret_scan(repo)
+    result["history"] = history(repo)
+    if not args.no_sweeps:
+        result["sweeps"] = sweeps(repo, args.quick)
+    result["markdown"] = markdown(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(result["markdown"])
+
+
+if __name__ == "__main__":
+    main()

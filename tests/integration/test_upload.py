@@ -1,0 +1,223 @@
+"""upload_repository against the local sandbox server, through the real e2b SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
+from claude_e2b.sync import upload
+from claude_e2b.sync.select import Selection, select_files
+from claude_e2b.sync.upload import UploadReport, upload_repository
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
+
+REPO = "/home/user/repo"
+WORK = "/tmp/claude-e2b"
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def git(root: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    done = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, env=env, check=True
+    )
+    return done.stdout
+
+
+def make_repo(root: Path, files: dict[str, bytes], *, executable: tuple[str, ...] = ()) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    for rel in executable:
+        (root / rel).chmod(0o755)
+    return root
+
+
+def commit_all(root: Path) -> None:
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", "init")
+
+
+def expected_tree(selection: Selection) -> dict[str, tuple[str, str]]:
+    """path -> (kind, sha256 of content or link target), plus the exec bit in the kind."""
+    tree: dict[str, tuple[str, str]] = {}
+    for entry in selection.files:
+        full = selection.root / entry.path
+        if entry.is_symlink:
+            tree[entry.path] = ("link", str(full.readlink()))
+        else:
+            kind = "exec" if entry.mode & 0o100 else "file"
+            tree[entry.path] = (kind, hashlib.sha256(full.read_bytes()).hexdigest())
+    return tree
+
+
+def sandbox_tree(session: SandboxSession, root: str = REPO) -> dict[str, tuple[str, str]]:
+    """The same description of the tree in the sandbox (without .git)."""
+    listing = (
+        f"cd {shlex.quote(root)} && find . -path ./.git -prune -o "
+        r"\( -type l -printf 'l\0%P\0%l\0' \) -o \( -type f -printf 'f\0%P\0%m\0' \)"
+        f" > {WORK}/listing"
+    )
+    session.run(listing, timeout=60, check=True)
+    fields = session.read_bytes(f"{WORK}/listing").split(b"\0")[:-1]
+    tree: dict[str, tuple[str, str]] = {}
+    for kind, raw_path, extra in zip(fields[::3], fields[1::3], fields[2::3], strict=True):
+        path = os.fsdecode(raw_path)
+        if kind == b"l":
+            tree[path] = ("link", os.fsdecode(extra))
+        else:
+            digest = hashlib.sha256(session.read_bytes(f"{root}/{path}")).hexdigest()
+            tree[path] = ("exec" if int(extra, 8) & 0o100 else "file", digest)
+    return tree
+
+
+def set_faults(session: SandboxSession, **faults: object) -> None:
+    handle = session._localbox
+    assert handle is not None
+    request = urllib.request.Request(
+        f"{handle.url}/localbox/faults", data=json.dumps(faults).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def baseline_tree(session: SandboxSession, report: UploadReport) -> str:
+    out = session.run(
+        f"cd {REPO} && git -c core.quotepath=off ls-tree -r --name-only {report.baseline}",
+        timeout=60,
+    )
+    return out.stdout
+
+
+@pytest.fixture
+def session(localbox_registry: Path) -> Iterator[SandboxSession]:
+    opened = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300))
+    try:
+        yield opened
+    finally:
+        opened.kill()
+
+
+@pytest.fixture
+def varied_repo(tmp_path: Path) -> Path:
+    rng = random.Random(7)
+    files = {
+        "README.md": b"# demo\n",
+        "src/app.py": b"print('hello')\n" * 200,
+        "src/empty.py": b"",
+        "bin/run.sh": b"#!/bin/sh\necho run\n",
+        "data/blob.bin": rng.randbytes(200_000),
+        "docs/notes with spaces.md": b"spaces\n",
+        "docs/r\u00e9sum\u00e9 \u65e5\u672c.txt": "unicode \u2713\n".encode(),
+        "-dash-first.txt": b"dash\n",
+        "deep/a/b/c/d/e/f.txt": b"deep\n",
+        ".gitignore": b"build/\n",
+    }
+    root = make_repo(tmp_path / "varied", files, executable=("bin/run.sh",))
+    (root / "links").mkdir()
+    (root / "links/to-app").symlink_to("../src/app.py")
+    (root / "links/dangling").symlink_to("nowhere/at/all")
+    commit_all(root)
+    (root / "build").mkdir()
+    (root / "build/out.o").write_bytes(b"ignored build output")
+    return root
+
+
+# --- tests -----------------------------------------------------------------------
+
+
+def test_varied_tree_arrives_byte_for_byte(session: SandboxSession, varied_repo: Path) -> None:
+    """Symlinks, executables, empty files and odd names arrive as they are; ignored files do not."""
+    selection = select_files(varied_repo)
+    report = upload_repository(session, selection, repo_dir=REPO, work_dir=WORK)
+    assert sandbox_tree(session) == expected_tree(selection)
+    assert "build/out.o" not in sandbox_tree(session)
+    assert report.codec == "zstd"
+    assert report.files == len(selection.files)
+    assert sorted(baseline_tree(session, report).splitlines()) == sorted(
+        f.path for f in selection.files
+    )
+
+
+def test_chunk_failing_once_is_resent_alone(session: SandboxSession, tmp_path: Path) -> None:
+    """An HTTP 500 on one chunk costs exactly one resend of that chunk, and the tree is whole."""
+    rng = random.Random(3)
+    files = {f"data/{i:02d}.bin": rng.randbytes(60_000) for i in range(12)}
+    root = make_repo(tmp_path / "chunks", files)
+    commit_all(root)
+    selection = select_files(root)
+    set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/part-000002")
+    with capture_logs() as logs:
+        report = upload_repository(
+            session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024
+        )
+    retries = [e for e in logs if e["event"] == "upload.chunk_retry"]
+    assert report.chunks >= 4
+    assert report.resent_chunks == 1
+    assert [e["chunk"] for e in retries] == ["part-000002"]
+    assert sandbox_tree(session) == expected_tree(selection)
+
+
+@pytest.mark.parametrize("stream_extract", [True, False])
+def test_gzip_fallback(session: SandboxSession, varied_repo: Path, stream_extract: bool) -> None:
+    """When the sandbox has no zstd, gzip carries the same tree, streamed or not."""
+    selection = select_files(varied_repo)
+    report = upload_repository(
+        session, selection, repo_dir=REPO, work_dir=WORK, codec="gzip",
+        stream_extract=stream_extract,
+    )  # fmt: skip
+    assert report.codec == "gzip"
+    assert sandbox_tree(session) == expected_tree(selection)
+
+
+def test_python_packing_without_runner_tools(
+    session: SandboxSession, varied_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without GNU tar and the zstd CLI on the runner, tarfile + zstandard pack the same tree."""
+    monkeypatch.setattr(upload, "runner_tools", lambda _codec: None)
+    selection = select_files(varied_repo)
+    upload_repository(session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=64 * 1024)
+    assert sandbox_tree(session) == expected_tree(selection)
+
+
+def test_empty_repository(session: SandboxSession, tmp_path: Path) -> None:
+    """A repository without files gives an empty tree and still a baseline commit."""
+    root = make_repo(tmp_path / "empty", {})
+    commit_all(root)
+    selection = select_files(root)
+    report = upload_repository(session, selection, repo_dir=REPO, work_dir=WORK)
+    assert selection.files == ()
+    assert sandbox_tree(session) == {}
+    assert len(report.baseline) == 40
+    assert baseline_tree(session, report) == ""
+
+
+def test_temporary_files_are_removed(session: SandboxSession, varied_repo: Path) -> None:
+    """Nothing of the upload's chunks is left in the sandbox afterwards."""
+    upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
+    assert not session.exists(f"{WORK}/upload")
+    assert session.exists(f"{REPO}/README.md")
