@@ -369,16 +369,22 @@ def probe_codec(session: SandboxSession) -> Codec:
 _PARTS = "part-[0-9][0-9][0-9][0-9][0-9][0-9]"
 
 # Waits for each chunk's sum file (written after the chunk), checks the chunk and
-# feeds it on; END holds the number of chunks once all were sent.
+# feeds it on; END holds the number of chunks once all were sent. A file can exist
+# before its bytes have landed, so a sum file counts once its line is whole (it ends
+# in a newline) and END once it holds a number and a newline.
 _STREAM_TEMPLATE = r"""set -euo pipefail
 cd -- {remote}
 mkdir -p -- {repo}
+complete() {{  # read fails on a missing file or a line without its newline
+  local line
+  IFS= read -r line 2>/dev/null < "$1"
+}}
 feed() {{
   local i=1 part
   while :; do
     printf -v part 'part-%06d' "$i"
-    until [ -e "$part.sha256" ]; do
-      if [ -e END ] && [ "$(cat END)" -lt "$i" ]; then return 0; fi
+    until complete "$part.sha256"; do
+      if complete END && [ "$(< END)" -lt "$i" ]; then return 0; fi
       sleep 0.02
     done
     if ! sha256sum --quiet --status -c "$part.sha256"; then
