@@ -375,6 +375,7 @@ _PARTS = "part-[0-9][0-9][0-9][0-9][0-9][0-9]"
 _STREAM_TEMPLATE = r"""set -euo pipefail
 cd -- {remote}
 mkdir -p -- {repo}
+git -C {repo} init -q -b claude-e2b-baseline
 complete() {{  # read fails on a missing file or a line without its newline
   local line
   IFS= read -r line 2>/dev/null < "$1"
@@ -395,7 +396,19 @@ feed() {{
     i=$((i + 1))
   done
 }}
-feed | {decompress} | tar -x --no-same-owner -C {repo}
+# tar lists each member as it starts it, so a regular file is complete once the next
+# one is listed: hashed then into the index, the baseline commit finds the work done.
+# Only regular files ("-" lines; their C-quoted name ends the line): tar may create
+# symlinks late, through placeholders. Best effort: a name git cannot take ends the
+# hashing, and `git add` in the baseline commit does the rest.
+regular() {{ awk '/^-/ {{ print substr($0, index($0, "\"")) }}'; }}
+lagged() {{ awk 'NR > 1 {{ print prev }} {{ prev = $0 }} END {{ if (NR) print prev }}'; }}
+hash_into_index() {{
+  git -C {repo} {git_config} update-index --add --stdin 2>/dev/null || true
+  cat > /dev/null
+}}
+feed | {decompress} | tar -x -vv --quoting-style=c --no-same-owner -C {repo} \
+  | regular | lagged | hash_into_index
 """
 
 
@@ -406,7 +419,10 @@ def _decompress(codec: Codec) -> str:
 def stream_extract_script(remote_dir: str, repo_dir: str, codec: Codec) -> str:
     """Script that extracts chunks into ``repo_dir`` as they arrive, each checked first."""
     return _STREAM_TEMPLATE.format(
-        remote=shlex.quote(remote_dir), repo=shlex.quote(repo_dir), decompress=_decompress(codec)
+        remote=shlex.quote(remote_dir),
+        repo=shlex.quote(repo_dir),
+        decompress=_decompress(codec),
+        git_config=_git_config(),
     )
 
 
@@ -443,6 +459,10 @@ def _extract_script(remote_dir: str, repo_dir: str, codec: Codec) -> str:
     )
 
 
+def _git_config() -> str:
+    return " ".join(f"-c {shlex.quote(c)}" for c in BASELINE_GIT_CONFIG)
+
+
 def baseline_script(repo_dir: str, stat_cache: str = "") -> str:
     """Script for git init + add + commit with a fixed identity, printing the baseline sha.
 
@@ -451,12 +471,12 @@ def baseline_script(repo_dir: str, stat_cache: str = "") -> str:
     """
     keep = f"cp -- .git/index {shlex.quote(stat_cache)}; " if stat_cache else ""
     ident = f"-c user.name={BASELINE_NAME} -c user.email={BASELINE_EMAIL}"
-    add_config = " ".join(f"-c {shlex.quote(c)}" for c in BASELINE_GIT_CONFIG)
     return (
         f"set -euo pipefail; cd {shlex.quote(repo_dir)}; "
-        "rm -rf .git; git init -q -b claude-e2b-baseline; "
+        # The streamed extraction may have started the repository and hashed the files.
+        "[ -d .git ] || git init -q -b claude-e2b-baseline; "
         # -f: every uploaded file is tracked upstream, even one that .gitignore matches.
-        f"git {add_config} add -A -f; "
+        f"git {_git_config()} add -A -f; "
         f"git {ident} -c commit.gpgsign=false commit -q --no-verify --allow-empty -m baseline; "
         f"{keep}git rev-parse HEAD"
     )
