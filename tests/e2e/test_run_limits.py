@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_run_local import CANARY_KEY, make_repo, run_cli
+from tests.e2e.test_run_local import CANARY_KEY, make_repo, run_args, run_cli
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
 SCENARIOS = Path(__file__).parents[1] / "stand_ins" / "scenarios"
@@ -27,21 +27,6 @@ def _write_plan(repo: Path, front: str) -> Path:
     return plan
 
 
-def _args(repo: Path, plan: Path, out: Path) -> list[str]:
-    return [
-        "run",
-        "--plan",
-        str(plan),
-        "--repo",
-        str(repo),
-        "--sandbox",
-        "local",
-        "--no-pr",
-        "--output-dir",
-        str(out),
-    ]
-
-
 def test_hard_limit_warns_stops_and_keeps_partial_work(tmp_path, cli_env):
     """Warnings in order (log and annotations), Claude stopped, partial work applied."""
     repo = make_repo(tmp_path / "repo")
@@ -50,7 +35,7 @@ def test_hard_limit_warns_stops_and_keeps_partial_work(tmp_path, cli_env):
     cli_env["GITHUB_ACTIONS"] = "true"
     with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
         cli_env["ANTHROPIC_BASE_URL"] = api.url
-        done = run_cli(_args(repo, plan, out), cli_env)
+        done = run_cli(run_args(repo, plan, out), cli_env)
     assert done.returncode == 1, done.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "timed_out"
@@ -78,7 +63,7 @@ def test_budget_stops_the_run_and_keeps_partial_work(tmp_path, cli_env):
     out = tmp_path / "out"
     with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
         cli_env["ANTHROPIC_BASE_URL"] = api.url
-        done = run_cli(_args(repo, plan, out), cli_env)
+        done = run_cli(run_args(repo, plan, out), cli_env)
     assert done.returncode == 1, done.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "budget_exceeded"
@@ -125,7 +110,7 @@ def test_a_crash_of_the_run_leaves_no_sandbox_process(tmp_path, cli_env):
     with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
         cli_env["ANTHROPIC_BASE_URL"] = api.url
         run = subprocess.Popen(
-            [sys.executable, "-m", "claude_e2b", *_args(repo, plan, tmp_path / "out")],
+            [sys.executable, "-m", "claude_e2b", *run_args(repo, plan, tmp_path / "out")],
             env=cli_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -55,6 +55,22 @@ def expected_usage(scenario: Path) -> dict[str, int]:
     return {k: sum(int(a.get("usage", {}).get(k, 0)) for a in answers) for k in keys}
 
 
+def run_args(repo: Path, plan: Path, out: Path) -> list[str]:
+    """`claude-e2b run` on ``repo`` in the local sandbox, without a PR, results in ``out``."""
+    return [
+        "run",
+        "--plan",
+        str(plan),
+        "--repo",
+        str(repo),
+        "--sandbox",
+        "local",
+        "--no-pr",
+        "--output-dir",
+        str(out),
+    ]
+
+
 def run_cli(
     args: list[str], env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -76,18 +92,7 @@ def test_run_adds_edits_deletes_and_reports(tmp_path, cli_env):
     with ScriptedAnthropic(scenario) as api:
         cli_env["ANTHROPIC_BASE_URL"] = api.url
         done = run_cli(
-            [
-                "run",
-                "--plan",
-                str(repo / "PLAN.md"),
-                "--repo",
-                str(repo),
-                "--sandbox",
-                "local",
-                "--no-pr",
-                "--output-dir",
-                str(out),
-            ],
+            run_args(repo, repo / "PLAN.md", out),
             cli_env,
         )
         requests = api.main_requests

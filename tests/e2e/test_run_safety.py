@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_run_local import CANARY_KEY, SCENARIOS, make_repo, run_cli
+from tests.e2e.test_run_local import CANARY_KEY, SCENARIOS, make_repo, run_args, run_cli
 from tests.gitrepo import commit_all
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
@@ -24,18 +24,7 @@ def _github_token() -> str:
 
 
 def _args(repo: Path, out: Path) -> list[str]:
-    return [
-        "run",
-        "--plan",
-        str(repo / "PLAN.md"),
-        "--repo",
-        str(repo),
-        "--sandbox",
-        "local",
-        "--no-pr",
-        "--output-dir",
-        str(out),
-    ]
+    return run_args(repo, repo / "PLAN.md", out)
 
 
 def _commit(repo: Path, plan_front: str) -> None:
