@@ -202,8 +202,8 @@ def agent_work(sandbox: Path) -> None:
     write(sandbox, "node_modules/pkg/index.js", b"ignored\n")
 
 
-def test_round_trip_makes_the_checkout_equal_the_sandbox(tmp_path: Path) -> None:
-    """Detect, pack and apply reproduce the agent's tree in a copy of the baseline exactly."""
+def agent_round(tmp_path: Path) -> tuple[Path, Path, Changeset, Path]:
+    """A baseline, a clone of it as the checkout, the agent's work, its changes packed."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     baseline = build_baseline(sandbox)
@@ -213,6 +213,12 @@ def test_round_trip_makes_the_checkout_equal_the_sandbox(tmp_path: Path) -> None
     changeset = detect(sandbox, baseline)
     archive = tmp_path / "changes.tar.zst"
     verify_archive(archive, pack(sandbox, changeset, archive))
+    return sandbox, checkout, changeset, archive
+
+
+def test_round_trip_makes_the_checkout_equal_the_sandbox(tmp_path: Path) -> None:
+    """Detect, pack and apply reproduce the agent's tree in a copy of the baseline exactly."""
+    sandbox, checkout, changeset, archive = agent_round(tmp_path)
 
     result = apply_changes(checkout, changeset, archive, policy=POLICY)
 
@@ -227,15 +233,7 @@ def test_round_trip_makes_the_checkout_equal_the_sandbox(tmp_path: Path) -> None
 
 def test_applied_checkout_is_what_git_sees_in_the_sandbox(tmp_path: Path) -> None:
     """After applying, git in the checkout reports the same tree as the sandbox's index."""
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    baseline = build_baseline(sandbox)
-    checkout = tmp_path / "checkout"
-    git(tmp_path, "clone", "-q", str(sandbox), str(checkout))
-    agent_work(sandbox)
-    changeset = detect(sandbox, baseline)
-    archive = tmp_path / "changes.tar.zst"
-    pack(sandbox, changeset, archive)
+    sandbox, checkout, changeset, archive = agent_round(tmp_path)
     apply_changes(checkout, changeset, archive, policy=POLICY)
     for repo in (sandbox, checkout):
         git(repo, "add", "-A")
