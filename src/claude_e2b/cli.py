@@ -183,14 +183,15 @@ def cmd_plan_check(args: argparse.Namespace, _environ: Mapping[str, str]) -> int
     return EXIT_BAD_INPUT if problems else 0
 
 
+def _backends(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Backend]:
+    """The backends a list or kill looks at (E2B's only with a key to ask it with)."""
+    asked: list[Backend] = [args.sandbox] if args.sandbox else ["local", "e2b"]
+    return [b for b in asked if b == "local" or environ.get("E2B_API_KEY")]
+
+
 def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """claude-e2b list: running sandboxes of ours."""
-    backends: list[Backend] = [args.sandbox] if args.sandbox else ["local", "e2b"]
-    rows = []
-    for backend in backends:
-        if backend == "e2b" and not environ.get("E2B_API_KEY"):
-            continue
-        rows += list_sandboxes(backend)
+    rows = [row for backend in _backends(args, environ) for row in list_sandboxes(backend)]
     if args.json:
         sys.stdout.write(json.dumps([r.__dict__ | {"metadata": dict(r.metadata)} for r in rows]))
         sys.stdout.write("\n")
@@ -207,11 +208,8 @@ def cmd_kill(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """claude-e2b kill: kill one sandbox (by sandbox or run id) or all of ours."""
     if bool(args.id) == bool(args.all):
         raise ConfigError("kill needs either a sandbox id or run id, or --all (not both)")
-    backends: list[Backend] = [args.sandbox] if args.sandbox else ["local", "e2b"]
     killed = 0
-    for backend in backends:
-        if backend == "e2b" and not environ.get("E2B_API_KEY"):
-            continue
+    for backend in _backends(args, environ):
         for row in list_sandboxes(backend):
             if args.all or args.id in (row.sandbox_id, row.metadata.get("run-id")):
                 killed += kill_sandbox(backend, row.sandbox_id)

@@ -9,7 +9,7 @@ not JSON becomes a :class:`BrokenLine` for the caller to log and pass over.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,11 +236,3 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "result": _result,
     "stream_event": _stream,
 }
-
-
-def iter_events(lines: Iterator[str]) -> Iterator[Event]:
-    """Parse a sequence of lines, skipping blanks."""
-    for line in lines:
-        event = parse_event(line)
-        if event is not None:
-            yield event
