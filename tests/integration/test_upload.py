@@ -18,7 +18,8 @@ from structlog.testing import capture_logs
 
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
 from claude_e2b.sync import upload
-from claude_e2b.sync.select import Selection, select_files
+from claude_e2b.sync.changes import detect_script, parse_detect_output
+from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
@@ -173,8 +174,9 @@ def test_chunk_failing_once_is_resent_alone(session: SandboxSession, tmp_path: P
     set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/part-000002")
     with capture_logs() as logs:
         report = upload_repository(
-            session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024
-        )
+            session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024,
+            git_objects=False,
+        )  # fmt: skip
     retries = [e for e in logs if e["event"] == "upload.chunk_retry"]
     assert report.chunks >= 4
     assert report.resent_chunks == 1
@@ -188,7 +190,7 @@ def test_gzip_fallback(session: SandboxSession, varied_repo: Path, stream_extrac
     selection = select_files(varied_repo)
     report = upload_repository(
         session, selection, repo_dir=REPO, work_dir=WORK, codec="gzip",
-        stream_extract=stream_extract,
+        stream_extract=stream_extract, git_objects=False,
     )  # fmt: skip
     assert report.codec == "gzip"
     assert sandbox_tree(session) == expected_tree(selection)
@@ -200,7 +202,9 @@ def test_python_packing_without_runner_tools(
     """Without GNU tar and the zstd CLI on the runner, tarfile + zstandard pack the same tree."""
     monkeypatch.setattr(upload, "runner_tools", lambda _codec: None)
     selection = select_files(varied_repo)
-    upload_repository(session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=64 * 1024)
+    upload_repository(
+        session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=64 * 1024, git_objects=False
+    )
     assert sandbox_tree(session) == expected_tree(selection)
 
 
@@ -221,3 +225,106 @@ def test_temporary_files_are_removed(session: SandboxSession, varied_repo: Path)
     upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
     assert not session.exists(f"{WORK}/upload")
     assert session.exists(f"{REPO}/README.md")
+
+
+# --- clean tracked files as git objects ------------------------------------------
+
+
+def sandbox_git(session: SandboxSession, *args: str) -> str:
+    command = " ".join(shlex.quote(a) for a in ("git", "-c", "core.quotepath=off", *args))
+    return session.run(f"cd {REPO} && {command}", timeout=60, check=True).stdout
+
+
+def test_objects_and_tar_together_give_the_same_tree(
+    session: SandboxSession, varied_repo: Path
+) -> None:
+    """Clean files as objects, edited and untracked ones in the tar: one exact tree, clean."""
+    (varied_repo / "src/app.py").write_bytes(b"print('edited')\n")
+    (varied_repo / "notes.txt").write_bytes(b"untracked, not ignored\n")
+    (varied_repo / "bin/run.sh").chmod(0o644)
+    selection = select_files(varied_repo, SelectOptions(include_untracked=True))
+    report = upload_repository(session, selection, repo_dir=REPO, work_dir=WORK)
+    assert sandbox_tree(session) == expected_tree(selection)
+    assert report.packs >= 1
+    assert report.packed_files == len(selection.files) - 3
+    assert sandbox_git(session, "status", "--porcelain", "--untracked-files=all") == ""
+    assert sorted(baseline_tree(session, report).splitlines()) == sorted(
+        f.path for f in selection.files
+    )
+    assert not session.exists(f"{REPO}/.git/info/attributes")
+
+
+def test_an_excluded_files_blob_never_reaches_the_sandbox(
+    session: SandboxSession, varied_repo: Path
+) -> None:
+    """A tracked .env is kept back: neither the file nor its blob is in the sandbox."""
+    (varied_repo / ".env").write_bytes(b"TOKEN=never-upload-me\n")
+    commit_all(varied_repo)
+    env_blob = git(varied_repo, "rev-parse", "HEAD:.env").strip()
+    upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
+    objects = sandbox_git(session, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    assert env_blob not in objects.split()
+    assert git(varied_repo, "rev-parse", "HEAD").strip() not in objects.split()
+    assert not session.exists(f"{REPO}/.env")
+
+
+def test_a_pack_failing_once_is_resent_alone(session: SandboxSession, varied_repo: Path) -> None:
+    """An HTTP 500 on a pack costs one resend of that pack."""
+    set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/pack-*.pack")
+    with capture_logs() as logs:
+        report = upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
+    retries = [e["chunk"] for e in logs if e["event"] == "upload.chunk_retry"]
+    assert report.resent_chunks == 1
+    assert len(retries) == 1
+    assert retries[0].endswith(".pack")
+    assert sandbox_tree(session) == expected_tree(select_files(varied_repo))
+
+
+def test_a_corrupted_pack_is_caught_in_the_sandbox_and_resent(
+    session: SandboxSession, varied_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes that arrive wrong fail their sha256 there: sent again, the tree is whole."""
+    real_send = upload.send_item
+    corrupted: list[str] = []
+
+    def corrupting(session_: SandboxSession, remote_dir: str, item: upload._Item) -> int:
+        if item.name.endswith(".pack") and not corrupted:
+            corrupted.append(item.name)
+            session_.write_file(f"{remote_dir}/{item.name}", b"PACK but not the right bytes")
+            return 0
+        return real_send(session_, remote_dir, item)
+
+    monkeypatch.setattr(upload, "send_item", corrupting)
+    with capture_logs() as logs:
+        report = upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
+    assert corrupted
+    assert "upload.stream_extract_failed" in [e["event"] for e in logs]
+    assert report.resent_chunks == 1
+    assert sandbox_tree(session) == expected_tree(select_files(varied_repo))
+    assert sandbox_git(session, "status", "--porcelain") == ""
+
+
+def test_the_baseline_index_keeps_gits_racy_file_checks(
+    session: SandboxSession, varied_repo: Path
+) -> None:
+    """The index time moved ahead during the transfer is real again at the end, and so is
+    the stat cache's: a same-size edit right after the upload is still found."""
+    report = upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
+    times = session.run(
+        f"date +%s; stat -c %Y {REPO}/.git/index {upload.stat_cache_path(WORK)}",
+        timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    now, index_time, cache_time = (int(t) for t in times)
+    assert index_time <= now
+    assert cache_time == index_time
+    # Same size, same mtime: only git's racy check or the ctime can tell.
+    session.run(
+        f"cd {REPO} && touch -r src/app.py /tmp/ref && "
+        "printf 'print(\"HELLO\")\\n' | head -c $(stat -c %s src/app.py) > src/app.py.new && "
+        "mv src/app.py.new src/app.py && touch -r /tmp/ref src/app.py",
+        timeout=60, check=True,
+    )  # fmt: skip
+    script = detect_script(REPO, report.baseline, upload.stat_cache_path(WORK))
+    session.run(f"bash -c {shlex.quote(script)} > {WORK}/changes.bin", timeout=60, check=True)
+    changes = parse_detect_output(session.read_bytes(f"{WORK}/changes.bin"))
+    assert [(c.path, c.status) for c in changes.changes] == [("src/app.py", "modified")]

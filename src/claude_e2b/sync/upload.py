@@ -42,6 +42,7 @@ import zstandard
 from claude_e2b.errors import InternalError, SandboxError, SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import BackgroundCommand, SandboxSession
+from claude_e2b.sync.gitpack import Pack, Split, all_raw, split_selection, write_packs
 from claude_e2b.sync.select import Selection
 
 Codec = Literal["zstd", "gzip"]
@@ -75,18 +76,50 @@ class UploadReport:
     seconds: float
     baseline: str
     phases: dict[str, float] = field(default_factory=dict)
+    packs: int = 0
+    packed_files: int = 0
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    index: int
+class _Item:
+    """One file to upload: its name in the upload directory, where it is here, its sha256."""
+
+    name: str
     path: Path
     size: int
     sha256: str
 
-    @property
-    def name(self) -> str:
-        return f"part-{self.index:06d}"
+
+@dataclass(frozen=True)
+class _Group:
+    """Files checked together in the sandbox: a tar chunk, or a pack with its index and paths.
+
+    The sums file, sent after the items, lists their sha256 and ends with ``end``;
+    the sandbox takes a group once that line is there.
+    """
+
+    items: tuple[_Item, ...]
+    sums_name: str
+
+    def sums(self) -> bytes:
+        """The sums file: ``<sha256>  <name>`` lines in sending order, then ``end``."""
+        return "".join(f"{i.sha256}  {i.name}\n" for i in self.items).encode() + b"end\n"
+
+
+@dataclass(frozen=True)
+class _Note:
+    """A small file the sandbox waits on (how many groups there were)."""
+
+    name: str
+    text: str
+
+
+def _item(name: str, path: Path) -> _Item:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(functools.partial(handle.read, READ_BLOCK), b""):
+            digest.update(block)
+    return _Item(name, path, path.stat().st_size, digest.hexdigest())
 
 
 class _SenderFailedError(Exception):
@@ -99,7 +132,7 @@ class _ChunkSpool:
     def __init__(
         self,
         directory: Path,
-        out: queue.Queue[_Chunk | None],
+        out: queue.Queue[_Group | _Note | None],
         chunk_bytes: int,
         failed: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -112,6 +145,7 @@ class _ChunkSpool:
         self._hash = hashlib.sha256()
         self._size = 0
         self.total = 0
+        self.count = 0
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
@@ -139,9 +173,11 @@ class _ChunkSpool:
         if self._file is None:
             return
         self._file.close()
-        chunk = _Chunk(self._index, Path(self._file.name), self._size, self._hash.hexdigest())
+        name = Path(self._file.name).name
+        item = _Item(name, Path(self._file.name), self._size, self._hash.hexdigest())
         self._file, self._hash, self._size = None, hashlib.sha256(), 0
-        self._out.put(chunk)
+        self.count += 1
+        self._out.put(_Group((item,), f"{name}.sha256"))
 
     def flush(self) -> None:
         """Nothing to do: chunks are flushed when sealed."""
@@ -152,54 +188,66 @@ class _ChunkSpool:
 
 
 class _Sender(threading.Thread):
-    """Uploads queued chunks in order; remembers them for verification and resends."""
+    """Uploads queued groups in order; remembers them for verification and resends."""
 
     def __init__(
-        self, session: SandboxSession, remote_dir: str, inbox: queue.Queue[_Chunk | None]
+        self,
+        session: SandboxSession,
+        remote_dir: str,
+        inbox: queue.Queue[_Group | _Note | None],
     ) -> None:
         super().__init__(name="claude-e2b-upload", daemon=True)
         self._session = session
         self._remote_dir = remote_dir
         self._inbox = inbox
-        self.sent: list[_Chunk] = []
+        self.sent: list[_Group] = []
         self.retries = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        while (chunk := self._inbox.get()) is not None:
+        while (job := self._inbox.get()) is not None:
             if self.error is None:
                 try:
-                    self.retries += send_chunk(self._session, self._remote_dir, chunk)
-                    self.sent.append(chunk)
+                    self._send(job)
                 except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                     self.error = exc
 
+    def _send(self, job: _Group | _Note) -> None:
+        if isinstance(job, _Note):
+            self._session.write_file(f"{self._remote_dir}/{job.name}", job.text.encode())
+            return
+        self.retries += send_group(self._session, self._remote_dir, job)
+        self.sent.append(job)
 
-def send_chunk(session: SandboxSession, remote_dir: str, chunk: _Chunk) -> int:
-    """Upload one chunk and then its sum file, retrying it alone; return how often it was resent."""
+
+def send_item(session: SandboxSession, remote_dir: str, item: _Item) -> int:
+    """Upload one file, retrying it alone; return how often it was resent."""
     for attempt in range(1, CHUNK_ATTEMPTS + 1):
         try:
-            with chunk.path.open("rb") as data:
-                session.write_file(f"{remote_dir}/{chunk.name}", data)
+            with item.path.open("rb") as data:
+                session.write_file(f"{remote_dir}/{item.name}", data)
         except SandboxError as exc:
             if attempt == CHUNK_ATTEMPTS:
                 raise
-            log.warning("upload.chunk_retry", chunk=chunk.name, attempt=attempt, error=str(exc))
+            log.warning("upload.chunk_retry", chunk=item.name, attempt=attempt, error=str(exc))
             time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
         else:
-            # The sum file says "complete" to the extractor waiting in the sandbox.
-            session.write_file(
-                f"{remote_dir}/{chunk.name}.sha256", f"{chunk.sha256}  {chunk.name}\n".encode()
-            )
             return attempt - 1
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def send_group(session: SandboxSession, remote_dir: str, group: _Group) -> int:
+    """Upload a group's files, then its sums file (which says "complete" to the sandbox)."""
+    retries = sum(send_item(session, remote_dir, item) for item in group.items)
+    session.write_file(f"{remote_dir}/{group.sums_name}", group.sums())
+    return retries
+
+
 @dataclass(frozen=True)
 class _Sent:
-    chunks: list[_Chunk]
+    groups: list[_Group]
+    packs: int
     retries: int
-    raw_bytes: int
     sent_bytes: int
 
 
@@ -332,7 +380,7 @@ def _pack(selection: Selection, spool: _ChunkSpool, work: Path, codec: Codec, le
 
 def _pack_and_send(
     session: SandboxSession,
-    selection: Selection,
+    split: Split,
     remote_dir: str,
     spool_dir: Path,
     *,
@@ -340,24 +388,49 @@ def _pack_and_send(
     codec: Codec,
     level: int,
 ) -> _Sent:
-    """Compress into chunk files while a sender thread uploads the finished ones."""
-    (spool_dir / "parts").mkdir()
-    inbox: queue.Queue[_Chunk | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+    """Make the packs, then the tar of the other files, while a sender thread uploads them."""
+    inbox: queue.Queue[_Group | _Note | None] = queue.Queue(maxsize=QUEUE_DEPTH)
     sender = _Sender(session, remote_dir, inbox)
     sender.start()
-    spool = _ChunkSpool(
-        spool_dir / "parts", inbox, chunk_bytes, failed=lambda: sender.error is not None
-    )
+
+    def failed() -> bool:
+        return sender.error is not None
+
+    spool = _ChunkSpool(spool_dir / "parts", inbox, chunk_bytes, failed=failed)
+    packs, pack_bytes = 0, 0
     try:
-        raw = _pack(selection, spool, spool_dir, codec, level)
+        for pack in write_packs(split, spool_dir / "packs"):
+            if failed():
+                break
+            packs += 1
+            group = _pack_group(pack, packs)
+            pack_bytes += sum(i.size for i in group.items)
+            inbox.put(group)
+        inbox.put(_Note("PACKS", f"{packs}\n"))
+        if split.raw and not failed():
+            (spool_dir / "parts").mkdir()
+            selection = Selection(split.root, split.raw, (), (), ())
+            _pack(selection, spool, spool_dir, codec, level)
+        inbox.put(_Note("END", f"{spool.count}\n"))
     except _SenderFailedError:
-        raw = 0
+        pass
     finally:
         inbox.put(None)
         sender.join()
     if sender.error is not None:
         raise sender.error
-    return _Sent(sender.sent, sender.retries, raw, spool.total)
+    return _Sent(sender.sent, packs, sender.retries, pack_bytes + spool.total)
+
+
+def _pack_group(pack: Pack, number: int) -> _Group:
+    paths = pack.idx.with_suffix(".paths")
+    paths.write_bytes(pack.paths)
+    items = (
+        _item(f"{pack.name}.pack", pack.pack),
+        _item(f"{pack.name}.idx", pack.idx),
+        _item(f"{pack.name}.paths", paths),
+    )
+    return _Group(items, f"pack-{number:04d}.sha256")
 
 
 def probe_codec(session: SandboxSession) -> Codec:
@@ -366,32 +439,80 @@ def probe_codec(session: SandboxSession) -> Codec:
     return "zstd" if found.ok else "gzip"
 
 
-_PARTS = "part-[0-9][0-9][0-9][0-9][0-9][0-9]"
-
-# Waits for each chunk's sum file (written after the chunk), checks the chunk and
-# feeds it on; END holds the number of chunks once all were sent. A file can exist
-# before its bytes have landed, so a sum file counts once its line is whole (it ends
-# in a newline) and END once it holds a number and a newline.
-_STREAM_TEMPLATE = r"""set -euo pipefail
+# The script that receives the upload in the sandbox, run in the background while
+# the groups arrive (or once, after all of them, on the slow path). A group counts
+# once its sums file ends with "end"; PACKS and END hold the number of pack groups
+# and tar chunks once all were sent (a number and a newline).
+_TRANSFER_TEMPLATE = r"""set -euo pipefail
 cd -- {remote}
-mkdir -p -- {repo}
-git -C {repo} init -q -b claude-e2b-baseline
+repo={repo}
+tree={tree}
+raw={raw}
+if [ {fresh} = 1 ]; then rm -rf -- "$repo"; fi
+mkdir -p -- "$repo"
+git -C "$repo" init -q -b claude-e2b-baseline
 complete() {{  # read fails on a missing file or a line without its newline
   local line
   IFS= read -r line 2>/dev/null < "$1"
+}}
+{sums_functions}
+wait_for() {{  # 0 once the sums file $1 is whole, 1 once count file $2 says fewer than $3
+  until ended "$1"; do
+    if complete "$2" && [ "$(< "$2")" -lt "$3" ]; then return 1; fi
+    sleep 0.02
+  done
+}}
+install_pack() {{  # hard links: the upload directory keeps its copy for a second try
+  local to="$repo/.git/objects/pack/$1"
+  ln -f -- "$1" "$to" 2> /dev/null || cp -f -- "$1" "$to"
+}}
+# Git re-hashes "racily clean" files, those written in the second the index was
+# last written (Documentation/technical/racy-git.txt): here, the files it has just
+# checked out itself, every time. Until the agent starts nobody else writes in the
+# repository, so the index's time goes ahead while git writes and stats the files,
+# and back to the real time after: from then on git checks every file written in
+# the last second again, as it should.
+trusting() {{
+  (cd -- "$repo" && {trust_index})
+  "$@"
+  (cd -- "$repo" && {real_time})
+}}
+checkout() {{
+  local p
+  for p in "$@"; do
+    trusting git -C "$repo" {checkout_config} checkout-index -f -u -z --stdin < "$p"
+  done
+}}
+packs() {{
+  [ -n "$tree" ] || return 0
+  local k=1 sums sum name
+  # The runner sent as objects only files whose bytes are the blob's: no conversion.
+  mkdir -p -- "$repo/.git/info"
+  echo '* -text -eol -crlf -ident -filter -working-tree-encoding' > "$repo/.git/info/attributes"
+  while :; do
+    printf -v sums 'pack-%04d.sha256' "$k"
+    wait_for "$sums" PACKS "$k" || break
+    check "$sums"
+    local paths=()
+    while read -r sum name; do
+      case "$name" in
+        *.pack | *.idx) install_pack "$name" ;;  # the pack is listed before its index
+        *.paths) paths+=("$name") ;;
+      esac
+    done < "$sums"
+    # The first pack holds every tree.
+    if [ "$k" = 1 ]; then git -C "$repo" read-tree "$tree"; fi
+    checkout ${{paths[@]+"${{paths[@]}}"}}
+    k=$((k + 1))
+  done
+  rm -f -- "$repo/.git/info/attributes"
 }}
 feed() {{
   local i=1 part
   while :; do
     printf -v part 'part-%06d' "$i"
-    until complete "$part.sha256"; do
-      if complete END && [ "$(< END)" -lt "$i" ]; then return 0; fi
-      sleep 0.02
-    done
-    if ! sha256sum --quiet --status -c "$part.sha256"; then
-      echo "claude-e2b: $part failed its checksum" >&2
-      return 3
-    fi
+    wait_for "$part.sha256" END "$i" || return 0
+    check "$part.sha256"
     cat -- "$part"
     i=$((i + 1))
   done
@@ -404,59 +525,128 @@ feed() {{
 regular() {{ awk '/^-/ {{ print substr($0, index($0, "\"")) }}'; }}
 lagged() {{ awk 'NR > 1 {{ print prev }} {{ prev = $0 }} END {{ if (NR) print prev }}'; }}
 hash_into_index() {{
-  git -C {repo} {git_config} update-index --add --stdin 2>/dev/null || true
+  trusting git -C "$repo" {git_config} update-index --add --stdin 2>/dev/null || true
   cat > /dev/null
 }}
-feed | {decompress} | tar -x -vv --quoting-style=c --no-same-owner -C {repo} \
-  | regular | lagged | hash_into_index
+tarball() {{
+  [ "$raw" = 1 ] || return 0
+  feed | {decompress} | tar -x -vv --quoting-style=c --no-same-owner -C "$repo" \
+    | regular | lagged | hash_into_index
+}}
+packs
+tarball
 """
+
+# Move the index's time an hour ahead, and back (see `trusting` in the transfer script).
+_TRUST_INDEX = 'touch -c -d "@$(( $(date +%s) + 3600 ))" .git/index 2> /dev/null || true'
+_REAL_TIME = "touch -c .git/index"
+
+# Parallel checkout pays once a piece has this many files (git's own default is 100).
+CHECKOUT_CONFIG: tuple[str, ...] = (
+    "core.autocrlf=false",
+    "checkout.workers=0",
+    "checkout.thresholdForParallelism=100",
+)
 
 
 def _decompress(codec: Codec) -> str:
     return "zstd -dcq" if codec == "zstd" else "gzip -dc"
 
 
-def stream_extract_script(remote_dir: str, repo_dir: str, codec: Codec) -> str:
-    """Script that extracts chunks into ``repo_dir`` as they arrive, each checked first."""
-    return _STREAM_TEMPLATE.format(
+def transfer_script(
+    remote_dir: str,
+    repo_dir: str,
+    codec: Codec,
+    *,
+    tree: str | None = None,
+    raw: bool = True,
+    fresh: bool = False,
+) -> str:
+    """Script that checks each group as it arrives and puts it into ``repo_dir``.
+
+    Packs are installed and their files checked out (``tree`` is the tree they hold;
+    None when nothing travels as objects), then the tar of the other files (``raw``)
+    is extracted. ``fresh`` removes ``repo_dir`` first (for a second try).
+    """
+    return _TRANSFER_TEMPLATE.format(
         remote=shlex.quote(remote_dir),
         repo=shlex.quote(repo_dir),
+        tree=shlex.quote(tree or ""),
+        raw=int(raw),
+        fresh=int(fresh),
         decompress=_decompress(codec),
         git_config=_git_config(),
+        trust_index=_TRUST_INDEX,
+        real_time=_REAL_TIME,
+        sums_functions=_SUMS_FUNCTIONS,
+        checkout_config=" ".join(f"-c {shlex.quote(c)}" for c in CHECKOUT_CONFIG),
     )
 
 
-def _verify_script(remote_dir: str) -> str:
-    # The sum files the sender wrote after each chunk; a chunk without one is missing.
-    return (
-        f"cd {shlex.quote(remote_dir)} && "
-        f'for p in {_PARTS}; do [ -e "$p.sha256" ] || echo "$p"; done; '
-        f"cat {_PARTS}.sha256 2>/dev/null | sha256sum --quiet -c 2>/dev/null "
-        "| sed -n 's/: FAILED.*//p'"
-    )
+_VERIFY_TEMPLATE = r"""cd -- {remote}
+{sums_functions}
+for sums in "$@"; do
+  if ! ended "$sums"; then echo "$sums"; continue; fi
+  while read -r sum name; do
+    [ "$sum" = end ] && break
+    [ "$(sum_all "$name" 2> /dev/null)" = "$sum *$name" ] || echo "$name"
+  done < "$sums"
+done
+"""
+
+# Shell functions on sums files, for the two scripts above. Only builtins in
+# `ended`: the transfer script polls it. The sums lines read as "<sha256> *<name>"
+# from `openssl dgst -r` (4x sha256sum's speed where the CPU has SHA-NI) and
+# `sha256sum -b` alike.
+_SUMS_FUNCTIONS = r"""ended() {  # the last line of the sums file $1 is "end"
+  local last="" line
+  [ -f "$1" ] || return 1
+  while IFS= read -r line || [ -n "$line" ]; do last=$line; done < "$1"
+  [ "$last" = end ]
+}
+if command -v openssl > /dev/null 2>&1; then
+  sum_all() { openssl dgst -sha256 -r "$@"; }
+else
+  sum_all() { sha256sum -b -- "$@"; }
+fi
+check() {  # all files of the sums file $1 match their sums
+  local sum name want="" names=()
+  while read -r sum name; do
+    [ "$sum" = end ] && break
+    want+="$sum *$name"$'\n'
+    names+=("$name")
+  done < "$1"
+  [ "${#names[@]}" -gt 0 ] || return 0
+  if [ "$(sum_all "${names[@]}")"$'\n' != "$want" ]; then
+    echo "claude-e2b: a file of $1 failed its checksum" >&2
+    return 3
+  fi
+}"""
 
 
-def _resend_bad(session: SandboxSession, remote_dir: str, chunks: list[_Chunk]) -> int:
-    """Check every chunk's sha256 in the sandbox; resend the bad ones once."""
+def _verify_command(remote_dir: str, groups: list[_Group]) -> str:
+    """Prints the sums files that are not whole and the files that fail their sum."""
+    script = _VERIFY_TEMPLATE.format(remote=shlex.quote(remote_dir), sums_functions=_SUMS_FUNCTIONS)
+    names = " ".join(shlex.quote(g.sums_name) for g in groups)
+    return f"bash -c {shlex.quote(script)} verify {names}"
+
+
+def _resend_bad(session: SandboxSession, remote_dir: str, groups: list[_Group]) -> int:
+    """Check every group's files in the sandbox; resend the bad ones (twice at most)."""
     resent = 0
     for _round in range(2):
-        out = session.run(_verify_script(remote_dir), timeout=COMMAND_TIMEOUT_S)
+        out = session.run(_verify_command(remote_dir, groups), timeout=COMMAND_TIMEOUT_S)
         bad = {line.strip() for line in out.stdout.splitlines() if line.strip()}
         if not bad:
             return resent
-        for chunk in chunks:
-            if chunk.name in bad:
-                send_chunk(session, remote_dir, chunk)
-                resent += 1
-    raise SyncError(f"{len(bad)} upload chunk(s) kept failing their checksum: {sorted(bad)[:5]}")
-
-
-def _extract_script(remote_dir: str, repo_dir: str, codec: Codec) -> str:
-    q_remote, q_repo = shlex.quote(remote_dir), shlex.quote(repo_dir)
-    return (
-        f"set -euo pipefail; rm -rf -- {q_repo}; mkdir -p -- {q_repo}; cd -- {q_remote}; "
-        f"cat {_PARTS} | {_decompress(codec)} | tar -x --no-same-owner -C {q_repo}"
-    )
+        for group in groups:
+            items = [i for i in group.items if i.name in bad or group.sums_name in bad]
+            for item in items:
+                send_item(session, remote_dir, item)
+            if items or group.sums_name in bad:
+                session.write_file(f"{remote_dir}/{group.sums_name}", group.sums())
+            resent += len(items)
+    raise SyncError(f"{len(bad)} uploaded file(s) kept failing their checksum: {sorted(bad)[:5]}")
 
 
 def _git_config() -> str:
@@ -469,15 +659,21 @@ def baseline_script(repo_dir: str, stat_cache: str = "") -> str:
     With ``stat_cache``, a copy of the index goes there: change detection uses it to
     hash only the files that changed.
     """
-    keep = f"cp -- .git/index {shlex.quote(stat_cache)}; " if stat_cache else ""
+    # -p: the copy keeps the index's time, on which git's racy-file checks rely.
+    keep = f"cp -p -- .git/index {shlex.quote(stat_cache)}; " if stat_cache else ""
     ident = f"-c user.name={BASELINE_NAME} -c user.email={BASELINE_EMAIL}"
     return (
         f"set -euo pipefail; cd {shlex.quote(repo_dir)}; "
-        # The streamed extraction may have started the repository and hashed the files.
+        # The streamed transfer may have started the repository and filled its index.
         "[ -d .git ] || git init -q -b claude-e2b-baseline; "
+        # Nothing but us has written here yet: see `trusting` in the transfer script.
+        f"{_TRUST_INDEX}; "
         # -f: every uploaded file is tracked upstream, even one that .gitignore matches.
-        f"git {_git_config()} add -A -f; "
-        f"git {ident} -c commit.gpgsign=false commit -q --no-verify --allow-empty -m baseline; "
+        f"git {_git_config()} add -A -f; {_REAL_TIME}; "
+        # Plumbing: `git commit` would check every file written in the last second again.
+        f"commit=$(git {ident} -c commit.gpgsign=false commit-tree -m baseline "
+        '"$(git write-tree)"); '
+        'git update-ref HEAD "$commit"; '
         f"{keep}git rev-parse HEAD"
     )
 
@@ -485,6 +681,22 @@ def baseline_script(repo_dir: str, stat_cache: str = "") -> str:
 def stat_cache_path(work_dir: str) -> str:
     """Where the baseline's index copy lives in the sandbox (see baseline_script)."""
     return f"{work_dir}/baseline.index"
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """Where the upload goes and how the sandbox script takes it in."""
+
+    remote_dir: str
+    repo_dir: str
+    codec: Codec
+    tree: str | None
+    raw: bool
+
+    def script(self, *, fresh: bool = False) -> str:
+        return transfer_script(
+            self.remote_dir, self.repo_dir, self.codec, tree=self.tree, raw=self.raw, fresh=fresh
+        )
 
 
 def upload_repository(
@@ -497,51 +709,55 @@ def upload_repository(
     codec: Codec | None = None,
     zstd_level: int = ZSTD_LEVEL,
     stream_extract: bool = True,
+    git_objects: bool = True,
 ) -> UploadReport:
-    """Stream the selection into ``repo_dir`` in the sandbox and make the baseline commit.
+    """Send the selection into ``repo_dir`` in the sandbox and make the baseline commit.
 
-    ``codec`` None asks the sandbox which one it can decompress (see probe_codec);
-    ``stream_extract`` False extracts only after the whole upload (slower; for
-    measuring the phases apart). Raises SyncError when the chunks cannot be
-    verified or extraction fails, and the sandbox errors of the session.
+    Clean tracked files go as git objects (see gitpack; ``git_objects`` False sends
+    everything in the tar). ``codec`` None asks the sandbox which one it can
+    decompress (see probe_codec); ``stream_extract`` False takes the upload in only
+    after all of it was sent (slower; for measuring the phases apart). Raises
+    SyncError when the files cannot be verified or taken in, and the sandbox errors
+    of the session.
     """
     clock = _Phases()
     codec = codec or probe_codec(session)
     remote_dir = f"{work_dir}/upload"
     session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S)
     session.make_dir(remote_dir)
-    streamer = _start_streamer(session, remote_dir, repo_dir, codec) if stream_extract else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="claude-e2b-upload-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="claude-e2b-upload-") as tmp:
+        split = split_selection(selection, Path(tmp) / "git") if git_objects else all_raw(selection)
+        clock.lap("split_s")
+        plan = _Transfer(remote_dir, repo_dir, codec, split.tree, bool(split.raw))
+        streamer = _start_streamer(session, plan) if stream_extract else None
+        try:
             sent = _pack_and_send(
-                session, selection, remote_dir, Path(tmp),
+                session, split, remote_dir, Path(tmp),
                 chunk_bytes=chunk_bytes, codec=codec, level=zstd_level,
             )  # fmt: skip
-            session.write_file(f"{remote_dir}/END", f"{len(sent.chunks)}\n".encode())
             clock.lap("pack_send_s")
-            resent = sent.retries + _finish_extract(
-                session, streamer, sent.chunks,
-                remote_dir=remote_dir, repo_dir=repo_dir, codec=codec, clock=clock,
-            )  # fmt: skip
-    except BaseException:
-        if streamer is not None:
-            streamer.kill_quietly()
-        raise
-    finally:
-        _remove_quietly(session, remote_dir)
+            resent = sent.retries + _finish(session, streamer, sent.groups, plan, clock)
+        except BaseException:
+            if streamer is not None:
+                streamer.kill_quietly()
+            raise
+        finally:
+            _remove_quietly(session, remote_dir)
     script = baseline_script(repo_dir, stat_cache_path(work_dir))
     baseline = _run_checked(session, script, "make the baseline commit")
     clock.lap("baseline_s")
     report = UploadReport(
         files=len(selection.files),
-        raw_bytes=sent.raw_bytes,
+        raw_bytes=selection.total_bytes,
         sent_bytes=sent.sent_bytes,
-        chunks=len(sent.chunks),
+        chunks=len(sent.groups) - sent.packs,
         resent_chunks=resent,
         codec=codec,
         seconds=clock.total(),
         baseline=baseline.strip().splitlines()[-1] if baseline.strip() else "",
         phases=clock.laps,
+        packs=sent.packs,
+        packed_files=split.packed_files,
     )
     log.info("upload.done", **{k: v for k, v in report.__dict__.items() if k != "baseline"})
     return report
@@ -563,24 +779,18 @@ class _Phases:
         return time.monotonic() - self.started
 
 
-def _start_streamer(
-    session: SandboxSession, remote_dir: str, repo_dir: str, codec: Codec
-) -> BackgroundCommand:
-    script = stream_extract_script(remote_dir, repo_dir, codec)
-    return session.start(f"bash -c {shlex.quote(script)}", timeout=COMMAND_TIMEOUT_S)
+def _start_streamer(session: SandboxSession, plan: _Transfer) -> BackgroundCommand:
+    return session.start(f"bash -c {shlex.quote(plan.script())}", timeout=COMMAND_TIMEOUT_S)
 
 
-def _finish_extract(
+def _finish(
     session: SandboxSession,
     streamer: BackgroundCommand | None,
-    chunks: list[_Chunk],
-    *,
-    remote_dir: str,
-    repo_dir: str,
-    codec: Codec,
+    groups: list[_Group],
+    plan: _Transfer,
     clock: _Phases,
 ) -> int:
-    """Wait for the streaming extraction; when it failed (or there was none), verify and extract."""
+    """Wait for the streaming script; when it failed (or there was none), verify and rerun it."""
     if streamer is not None:
         outcome = streamer.wait()
         clock.lap("extract_tail_s")
@@ -588,9 +798,10 @@ def _finish_extract(
             return 0
         log.warning("upload.stream_extract_failed", exit_code=outcome.exit_code,
                     error=(outcome.stderr or outcome.stdout)[-500:])  # fmt: skip
-    resent = _resend_bad(session, remote_dir, chunks)
+    resent = _resend_bad(session, plan.remote_dir, groups)
     clock.lap("verify_s")
-    _run_checked(session, _extract_script(remote_dir, repo_dir, codec), "extract the upload")
+    script = plan.script(fresh=streamer is not None)
+    _run_checked(session, script, "take the upload in")
     clock.lap("extract_s")
     return resent
 

@@ -1,0 +1,282 @@
+"""Clean tracked files travel as the runner's own git objects, packed, not as a tar.
+
+The sandbox needs a baseline commit of the uploaded tree. Built there from a tar,
+git hashes every byte with its collision-detecting SHA-1 (about 420 MB/s) and
+writes every file a second time as a loose object: most of the upload's CPU. But
+the runner's repository already holds those objects for every tracked file whose
+content on disk is the committed blob, usually already compressed in packs. So
+those files go up as a pack of exactly the objects of a tree made of them, with
+the pack's index: the sandbox installs it and checks the files out, hashing
+nothing (git inflates the objects instead, several times faster than hashing).
+The pack comes out of ``git pack-objects`` in pieces of about ``GROUP_BYTES`` of
+content, each a pack with its own index, so the sandbox checks out one while the
+next is made and sent.
+
+Only blobs of the selected files and the trees made of them are packed: no
+commit, no history, never an excluded file (its blob is not in the tree). A
+delta is reused only when its base is in the pack (no ``--thin``).
+
+A selected file travels as an object only when its bytes are exactly the blob's:
+
+- tracked at stage 0, no assume-unchanged or skip-worktree bit (``ls-files -v``);
+- not reported by ``git diff-files`` (stat-dirty files are reported too: they
+  merely take the tar);
+- its type and executable bit on disk match the index entry;
+- no ``filter`` or ``working-tree-encoding`` attribute; and if ``text``, ``eol``,
+  ``crlf`` or ``ident`` apply, the blob's size equals the file's (any end-of-line or
+  ``$Id$`` conversion would change the size).
+
+Everything else (edited, untracked, converted files) goes in the tar as before.
+Nothing travels as an object in a repository whose ``core.autocrlf`` converts, or
+whose object format is not SHA-1.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from claude_e2b.errors import SyncError
+from claude_e2b.log import get_logger
+from claude_e2b.sync.git import git_output, run_git
+from claude_e2b.sync.select import SelectedFile, Selection
+
+# One pack per this many bytes of file content: the unit of sending, checking and
+# checking out (about 28 MiB of pack for the benchmark repository; 32 MiB took
+# 10 % longer there: every piece costs git an index read and write in the sandbox).
+GROUP_BYTES = 64 * 2**20
+_CONVERTING = frozenset({"text", "eol", "crlf", "ident"})
+_NEVER = frozenset({"filter", "working-tree-encoding"})
+_ATTRS = frozenset(a.encode() for a in _CONVERTING | _NEVER)
+_NO_VALUE = frozenset({b"unspecified", b"unset"})
+_MODE_LINK, _MODE_EXEC, _MODE_FILE = "120000", "100755", "100644"
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which selected files go as git objects (``tree``) and which in the tar (``raw``)."""
+
+    root: Path
+    raw: tuple[SelectedFile, ...]
+    tree: str | None = None
+    # blob name -> the paths (relative to the root) that hold it
+    blobs: dict[str, list[str]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # blob name -> bytes
+    object_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def packed_files(self) -> int:
+        """How many files travel as objects."""
+        return sum(len(paths) for paths in self.blobs.values())
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One finished piece of the pack: its files and the paths to check out from it."""
+
+    name: str  # pack-<sha1 of the pack>
+    pack: Path
+    idx: Path
+    paths: bytes  # NUL-terminated paths whose blobs are in this pack
+
+
+@dataclass(frozen=True)
+class _Entry:
+    mode: str
+    blob: str
+
+
+def all_raw(selection: Selection) -> Split:
+    """Everything in the tar (no git objects)."""
+    return Split(selection.root, selection.files)
+
+
+def _index_entries(root: Path) -> dict[str, _Entry]:
+    """Stage-0 entries without assume-unchanged / skip-worktree bits ("H" in ls-files -v)."""
+    entries: dict[str, _Entry] = {}
+    for record in git_output(root, "ls-files", "-z", "-v", "--stage").split(b"\0"):
+        meta, _, raw = record.partition(b"\t")
+        match meta.split(b" "):
+            case [b"H", mode, blob, b"0"] if raw:
+                entries[os.fsdecode(raw)] = _Entry(mode.decode(), blob.decode())
+            case _:
+                pass
+    return entries
+
+
+def _dirty(root: Path) -> set[str]:
+    out = git_output(root, "diff-files", "-z", "--name-only", "--relative")
+    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+
+
+def _mode_matches(entry: _Entry, selected: SelectedFile) -> bool:
+    if selected.is_symlink:
+        return entry.mode == _MODE_LINK
+    if not stat.S_ISREG(selected.mode):
+        return False
+    return entry.mode == (_MODE_EXEC if selected.mode & stat.S_IXUSR else _MODE_FILE)
+
+
+def _attributes(root: Path, paths: list[str]) -> dict[str, set[str]]:
+    """For each path, the conversion attributes that apply to it (value not unset)."""
+    if not paths:
+        return {}
+    listing = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    # --all lists only the attributes that are set, usually none: fast to read.
+    out = git_output(root, "check-attr", "-z", "--stdin", "--all", stdin=listing)
+    fields = out.split(b"\0")
+    found: dict[str, set[str]] = {}
+    for path, attr, value in zip(fields[0::3], fields[1::3], fields[2::3], strict=False):
+        if attr in _ATTRS and value not in _NO_VALUE:
+            found.setdefault(os.fsdecode(path), set()).add(attr.decode())
+    return found
+
+
+def _blob_sizes(root: Path, blobs: set[str]) -> dict[str, int]:
+    if not blobs:
+        return {}
+    query = "".join(f"{b}\n" for b in sorted(blobs)).encode()
+    out = git_output(root, "cat-file", "--batch-check=%(objectname) %(objectsize)", stdin=query)
+    sizes: dict[str, int] = {}
+    for line in out.decode().splitlines():
+        name, _, size = line.partition(" ")
+        if size.isdigit():
+            sizes[name] = int(size)
+    return sizes
+
+
+def _repo_allows_objects(root: Path) -> bool:
+    done = run_git(root, "rev-parse", "--show-object-format")
+    if done.returncode != 0 or done.stdout.strip() != b"sha1":
+        return False
+    autocrlf = run_git(root, "config", "--get", "core.autocrlf").stdout.strip().lower()
+    return autocrlf not in {b"true", b"input", b"yes", b"on", b"1"}
+
+
+def _objects_dir(root: Path) -> str:
+    out = os.fsdecode(git_output(root, "rev-parse", "--git-path", "objects").strip())
+    return str((root / out).resolve())
+
+
+def _packable(root: Path, selection: Selection) -> dict[str, _Entry]:
+    """The selected paths whose bytes on disk are exactly their index entry's blob."""
+    entries, dirty = _index_entries(root), _dirty(root)
+    candidates = {
+        f.path: (f, entries[f.path])
+        for f in selection.files
+        if f.path in entries and f.path not in dirty and _mode_matches(entries[f.path], f)
+    }
+    attrs = _attributes(root, list(candidates))
+    sized = {p for p, names in attrs.items() if names & _CONVERTING and not names & _NEVER}
+    sizes = _blob_sizes(root, {candidates[p][1].blob for p in sized})
+    packable: dict[str, _Entry] = {}
+    for path, (selected, entry) in candidates.items():
+        names = attrs.get(path, set())
+        if names & _NEVER:
+            continue
+        if path in sized and sizes.get(entry.blob) != selected.size:
+            continue
+        packable[path] = entry
+    return packable
+
+
+def split_selection(selection: Selection, work: Path) -> Split:
+    """Decide which files go as objects and write their tree into ``work`` (not the repo).
+
+    The tree's objects go to ``work/objects``, with the repository's object store as an
+    alternate: the user's repository gets nothing written. Falls back to all-raw when
+    the repository does not allow it or git fails (a warning says why).
+    """
+    root = selection.root
+    if not selection.files or not _repo_allows_objects(root):
+        return all_raw(selection)
+    try:
+        packable = _packable(root, selection)
+        if not packable:
+            return all_raw(selection)
+        env = _object_env(root, work)
+        tree = _write_tree(root, packable, env)
+    except SyncError as exc:
+        log.warning("upload.objects_unavailable", error=str(exc))
+        return all_raw(selection)
+    blobs: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    for selected in selection.files:
+        entry = packable.get(selected.path)
+        if entry is not None:
+            blobs.setdefault(entry.blob, []).append(selected.path)
+            sizes[entry.blob] = selected.size
+    raw = tuple(f for f in selection.files if f.path not in packable)
+    return Split(root, raw, tree, blobs, sizes, env)
+
+
+def _object_env(root: Path, work: Path) -> dict[str, str]:
+    objects = work / "objects"
+    (objects / "pack").mkdir(parents=True, exist_ok=True)
+    return {
+        "GIT_INDEX_FILE": str(work / "index"),
+        "GIT_OBJECT_DIRECTORY": str(objects),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": _objects_dir(root),
+        # A partial clone must not fetch: a missing object means "send the file in the tar".
+        "GIT_NO_LAZY_FETCH": "1",
+    }
+
+
+def _write_tree(root: Path, packable: dict[str, _Entry], env: dict[str, str]) -> str:
+    info = b"".join(
+        f"{e.mode} {e.blob}\t".encode() + os.fsencode(p) + b"\0" for p, e in packable.items()
+    )
+    git_output(root, "update-index", "-z", "--index-info", stdin=info, env=env)
+    return git_output(root, "write-tree", env=env).decode().strip()
+
+
+def _groups(split: Split, tree_objects: list[str], group_bytes: int) -> Iterator[list[str]]:
+    """Object names in groups of about ``group_bytes`` of content, trees first, in path order."""
+    group, size = list(tree_objects), 0
+    for blob in split.blobs:
+        group.append(blob)
+        size += split.sizes.get(blob, 0)
+        if size >= group_bytes:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def write_packs(split: Split, out: Path, group_bytes: int = GROUP_BYTES) -> Iterator[Pack]:
+    """Pack the split's tree with ``git pack-objects``, one piece per group; yield each piece.
+
+    Each piece is a whole pack with its index, so the sandbox can check out its files
+    while the next is made and sent. One pack-objects per piece: its
+    ``--max-pack-size`` costs twice the CPU here. Raises SyncError when git fails.
+    """
+    if split.tree is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    listing = git_output(split.root, "rev-list", "--objects", split.tree, env=split.object_env)
+    names = [line.split(b" ", 1)[0].decode() for line in listing.splitlines() if line]
+    trees = [n for n in names if n not in split.blobs]
+    for objects in _groups(split, trees, group_bytes):
+        yield _pack_group(split, objects, out)
+
+
+def _pack_group(split: Split, objects: list[str], out: Path) -> Pack:
+    query = "".join(f"{name}\n" for name in objects).encode()
+    done = run_git(
+        split.root, "-c", "core.fsync=none", "-c", "pack.compression=1",
+        "-c", "pack.writeReverseIndex=false", "pack-objects", "-q", "--window=0", str(out / "p"),
+        stdin=query, env=split.object_env,
+    )  # fmt: skip
+    if done.returncode != 0:
+        said = done.stderr[-2000:].decode(errors="replace").strip()
+        raise SyncError(f"git pack-objects failed (exit {done.returncode}): {said}")
+    sha = done.stdout.decode().strip()
+    wanted = set(objects)
+    paths = [p for blob, held in split.blobs.items() if blob in wanted for p in held]
+    listing = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    return Pack(f"pack-{sha}", out / f"p-{sha}.pack", out / f"p-{sha}.idx", listing)

@@ -1,0 +1,189 @@
+"""Which files travel as git objects, the tree made of them, and the packs: real git."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from claude_e2b.sync.gitpack import Split, split_selection, write_packs
+from claude_e2b.sync.select import SelectOptions, select_files
+from tests.gitrepo import commit_all, git
+
+
+def make(root: Path, files: dict[str, bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def split_of(root: Path, tmp: Path, **options: object) -> Split:
+    return split_selection(select_files(root, SelectOptions(**options)), tmp)  # type: ignore[arg-type]
+
+
+def tree_paths(root: Path, split: Split) -> set[str]:
+    env = {**os.environ, **split.object_env}
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-tree", "-r", "-z", "--name-only", str(split.tree)],
+        check=True, capture_output=True, env=env, timeout=60,
+    ).stdout  # fmt: skip
+    return {os.fsdecode(p) for p in out.split(b"\0") if p}
+
+
+def packed(split: Split) -> set[str]:
+    return {p for paths in split.blobs.values() for p in paths}
+
+
+def raw(split: Split) -> set[str]:
+    return {f.path for f in split.raw}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = make(
+        tmp_path / "repo",
+        {
+            "README.md": b"# demo\n",
+            "src/app.py": b"print('hi')\n",
+            "src/same.py": b"print('hi')\n",  # same blob as app.py
+            "bin/run.sh": b"#!/bin/sh\n",
+            "d\u00e9j\u00e0 vu/n o.txt": b"spaces\n",
+        },
+    )
+    (root / "bin/run.sh").chmod(0o755)
+    (root / "link").symlink_to("src/app.py")
+    commit_all(root, "init")
+    return root
+
+
+def test_clean_checkout_travels_whole_as_objects(repo: Path, tmp_path: Path) -> None:
+    """A clean checkout: every file as an object, and the tree is HEAD's."""
+    split = split_of(repo, tmp_path / "w")
+    assert raw(split) == set()
+    assert packed(split) == {f.path for f in select_files(repo).files}
+    assert split.tree == git(repo, "rev-parse", "HEAD^{tree}")
+    assert sorted(split.blobs[git(repo, "rev-parse", "HEAD:src/app.py")]) == [
+        "src/app.py",
+        "src/same.py",
+    ]
+
+
+def test_changed_and_untracked_files_take_the_tar(repo: Path, tmp_path: Path) -> None:
+    """Edited, re-moded, retyped and untracked files go in the tar; the rest as objects."""
+    (repo / "README.md").write_bytes(b"# edited\n")
+    (repo / "src/app.py").chmod(0o755)
+    (repo / "link").unlink()
+    (repo / "link").write_bytes(b"now a file\n")
+    (repo / "new.txt").write_bytes(b"untracked\n")
+    split = split_of(repo, tmp_path / "w", include_untracked=True)
+    assert raw(split) == {"README.md", "src/app.py", "link", "new.txt"}
+    assert tree_paths(repo, split) == {"src/same.py", "bin/run.sh", "d\u00e9j\u00e0 vu/n o.txt"}
+
+
+def test_excluded_tracked_file_is_not_in_the_tree(repo: Path, tmp_path: Path) -> None:
+    """A tracked .env never reaches the tree, so its blob is in no pack."""
+    (repo / ".env").write_bytes(b"TOKEN=secret\n")
+    commit_all(repo, "env")
+    env_blob = git(repo, "rev-parse", "HEAD:.env")
+    split = split_of(repo, tmp_path / "w")
+    assert ".env" not in tree_paths(repo, split)
+    assert env_blob not in split.blobs
+    names = _packed_objects(repo, split, tmp_path / "out")
+    assert env_blob not in names
+    assert git(repo, "rev-parse", "HEAD") not in names  # no commit, no history
+
+
+def _packed_objects(repo: Path, split: Split, out: Path) -> set[str]:
+    names: set[str] = set()
+    for pack in write_packs(split, out):
+        listing = subprocess.run(
+            ["git", "show-index"], input=pack.idx.read_bytes(), capture_output=True, check=True,
+            timeout=60,
+        ).stdout.decode()  # fmt: skip
+        names |= {line.split()[1] for line in listing.splitlines()}
+    return names
+
+
+def test_packs_hold_every_object_once_and_name_their_paths(repo: Path, tmp_path: Path) -> None:
+    """Small groups give several packs; their paths cover the packed files exactly once."""
+    for i in range(6):
+        (repo / f"data/{i}.bin").parent.mkdir(exist_ok=True)
+        (repo / f"data/{i}.bin").write_bytes(os.urandom(3000))
+    commit_all(repo, "data")
+    split = split_of(repo, tmp_path / "w")
+    packs = list(write_packs(split, tmp_path / "out", group_bytes=4000))
+    assert len(packs) >= 4
+    listed = [os.fsdecode(p) for pack in packs for p in pack.paths.split(b"\0") if p]
+    assert sorted(listed) == sorted(packed(split))
+    metas = [
+        line.split("\t")[0].split()
+        for line in git(repo, "ls-tree", "-r", "-t", "HEAD").splitlines()
+    ]
+    trees = {sha for _mode, kind, sha in metas if kind == "tree"} | {str(split.tree)}
+    assert _packed_objects(repo, split, tmp_path / "out2") == set(split.blobs) | trees
+
+
+def test_the_users_repository_gets_nothing_written(repo: Path, tmp_path: Path) -> None:
+    """The tree is written into a temporary object directory and index."""
+    (repo / "README.md").write_bytes(b"# edited, so the tree is new\n")
+    before_objects = git(repo, "count-objects", "-v")
+    before_index = (repo / ".git/index").read_bytes()
+    split = split_of(repo, tmp_path / "w")
+    list(write_packs(split, tmp_path / "out"))
+    assert split.tree != git(repo, "rev-parse", "HEAD^{tree}")
+    assert git(repo, "count-objects", "-v") == before_objects
+    assert (repo / ".git/index").read_bytes() == before_index
+
+
+@pytest.mark.parametrize(
+    ("attributes", "content", "as_object"),
+    [
+        ("*.txt eol=crlf\n", b"a\r\nb\r\n", False),  # worktree bytes differ from the blob
+        ("*.txt text\n", b"single line, no newline", True),  # nothing to convert
+        ("*.txt text=auto\n", b"a\nb\n", True),
+        ("*.txt filter=lfs\n", b"a\nb\n", False),  # a filter may change anything
+        ("*.txt working-tree-encoding=UTF-16\n", "a\nb\n".encode("utf-16"), False),
+        ("*.txt -text\n", b"a\r\nb\r\n", True),
+    ],
+)
+def test_attributes_that_convert_keep_files_in_the_tar(
+    tmp_path: Path, attributes: str, content: bytes, *, as_object: bool
+) -> None:
+    """A file whose bytes on disk may not be its blob's goes in the tar."""
+    root = make(tmp_path / "attrs", {".gitattributes": attributes.encode()})
+    commit_all(root, "attributes")
+    (root / "f.txt").write_bytes(content)
+    git(root, "-c", "core.safecrlf=false", "add", "f.txt")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "f")
+    (root / "f.txt").write_bytes(content)  # what a checkout with these attributes holds
+    git(root, "update-index", "--refresh")
+    split = split_of(root, tmp_path / "w")
+    assert ("f.txt" in packed(split)) is as_object
+    assert ".gitattributes" in packed(split)
+
+
+def test_assume_unchanged_file_takes_the_tar(repo: Path, tmp_path: Path) -> None:
+    """git would call an assume-unchanged file clean whatever it holds."""
+    git(repo, "update-index", "--assume-unchanged", "README.md")
+    (repo / "README.md").write_bytes(b"# changed behind git's back\n")
+    assert "README.md" in raw(split_of(repo, tmp_path / "w"))
+
+
+def test_autocrlf_sends_everything_in_the_tar(repo: Path, tmp_path: Path) -> None:
+    """With core.autocrlf converting, no file's bytes can be trusted to be its blob's."""
+    git(repo, "config", "core.autocrlf", "input")
+    split = split_of(repo, tmp_path / "w")
+    assert split.tree is None
+    assert packed(split) == set()
+
+
+def test_a_subdirectory_root_packs_its_own_tree(repo: Path, tmp_path: Path) -> None:
+    """Run from src/, the tree is src/'s, with paths relative to it."""
+    split = split_of(repo / "src", tmp_path / "w")
+    assert packed(split) == {"app.py", "same.py"}
+    assert split.tree == git(repo, "rev-parse", "HEAD:src")
