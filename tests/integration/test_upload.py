@@ -235,15 +235,18 @@ def sandbox_git(session: SandboxSession, *args: str) -> str:
     return session.run(f"cd {REPO} && {command}", timeout=60, check=True).stdout
 
 
+@pytest.mark.parametrize("stream_extract", [True, False])
 def test_objects_and_tar_together_give_the_same_tree(
-    session: SandboxSession, varied_repo: Path
+    session: SandboxSession, varied_repo: Path, *, stream_extract: bool
 ) -> None:
     """Clean files as objects, edited and untracked ones in the tar: one exact tree, clean."""
     (varied_repo / "src/app.py").write_bytes(b"print('edited')\n")
     (varied_repo / "notes.txt").write_bytes(b"untracked, not ignored\n")
     (varied_repo / "bin/run.sh").chmod(0o644)
     selection = select_files(varied_repo, SelectOptions(include_untracked=True))
-    report = upload_repository(session, selection, repo_dir=REPO, work_dir=WORK)
+    report = upload_repository(
+        session, selection, repo_dir=REPO, work_dir=WORK, stream_extract=stream_extract
+    )
     assert sandbox_tree(session) == expected_tree(selection)
     assert report.packs >= 1
     assert report.packed_files == len(selection.files) - 3

@@ -1,21 +1,27 @@
-"""Send the selected files up in one streaming pass: tar → zstd → chunks → sandbox.
+"""Send the selected files up while the sandbox takes them in, then the baseline commit.
 
-The archive is cut into chunks spooled to a temporary directory on the runner,
-so memory stays bounded whatever the repository's size and a chunk that fails
-can be sent again alone. A sender thread uploads chunk N while chunk N+1 is
-being compressed; after each chunk it writes the chunk's sha256 next to it.
+Two kinds of pieces travel, each with its sha256, and each resent alone if it fails:
 
-In the sandbox, extraction runs *while* the upload goes on: a background script
-waits for each chunk's checksum file, checks the chunk against it and feeds it
-to ``zstd -d | tar -x``, so only the last chunk's extraction is left when the
-upload ends. If a chunk fails its check there, the whole tree is extracted
-again from the verified chunks (the slow path: it only costs time). Then a
-baseline commit makes change detection exact.
+- **packs** (see gitpack): tracked files whose bytes are exactly their committed
+  blob go as the runner's own git objects, a pack of about 64 MiB of content at a
+  time with its index and the list of its paths. The sandbox installs each pack
+  and checks its files out: no hashing there, and no compression on the runner.
+- **tar chunks**: every other file (edited, untracked, converted by attributes, or
+  all of them when the repository cannot give objects) goes as one tar + zstd
+  stream, cut into chunks spooled to a temporary directory on the runner.
 
-On the runner, GNU tar and the zstd CLI do the packing when both are there (as
-on GitHub's runners): several times faster than Python's tarfile and
-multi-threaded. Otherwise ``tarfile`` and the ``zstandard`` module do it. See
-BENCHMARKS.md for the figures behind the chunk size, level and git settings.
+Memory stays bounded whatever the repository's size. A sender thread uploads
+piece N while piece N+1 is made; after a piece's files it writes its sums file.
+In the sandbox a background script waits for each sums file, checks the piece
+and takes it in (checkout, or ``zstd -d | tar -x``) while the next ones travel,
+so little is left when the upload ends. If a check fails there, every piece is
+checked, the bad ones are sent again and the script runs once more over all of
+them (the slow path: it only costs time).
+
+On the runner, GNU tar and the zstd CLI make the tar when both are there (as on
+GitHub's runners): several times faster than Python's tarfile and multi-threaded.
+Otherwise ``tarfile`` and the ``zstandard`` module do it. See BENCHMARKS.md for
+the figures behind the piece sizes, level and git settings.
 """
 
 from __future__ import annotations
