@@ -185,12 +185,14 @@ def _packable(root: Path, selection: Selection) -> dict[str, _Entry]:
     return packable
 
 
-def split_selection(selection: Selection, work: Path) -> Split:
-    """Decide which files go as objects and write their tree into ``work`` (not the repo).
+def split_selection(selection: Selection, work: Path, trees: Path | None = None) -> Split:
+    """Decide which files go as objects and write their tree (not into the repository).
 
-    The tree's objects go to ``work/objects``, with the repository's object store as an
-    alternate: the user's repository gets nothing written. Falls back to all-raw when
-    the repository does not allow it or git fails (a warning says why).
+    The tree objects and the temporary index go to ``trees`` (default ``work``; best
+    on tmpfs, see scratch_dir: git writes each tree as a file of its own), the packs
+    later to ``work``; the repository's object store is an alternate of both, so the
+    user's repository gets nothing written. Falls back to all-raw when the repository
+    does not allow it or git fails (a warning says why).
     """
     root = selection.root
     if not selection.files or not _repo_allows_objects(root):
@@ -199,8 +201,11 @@ def split_selection(selection: Selection, work: Path) -> Split:
         packable = _packable(root, selection)
         if not packable:
             return all_raw(selection)
-        env = _object_env(root, work)
-        tree = _write_tree(root, packable, env)
+        repo_objects = _objects_dir(root)
+        trees_dir = _objects_in(trees or work)
+        tree_env = _object_env(trees_dir, [repo_objects], (trees or work) / "index")
+        tree = _write_tree(root, packable, tree_env)
+        env = _object_env(_objects_in(work), [str(trees_dir), repo_objects])
     except SyncError as exc:
         log.warning("upload.objects_unavailable", error=str(exc))
         return all_raw(selection)
@@ -215,16 +220,38 @@ def split_selection(selection: Selection, work: Path) -> Split:
     return Split(root, raw, tree, blobs, sizes, env)
 
 
-def _object_env(root: Path, work: Path) -> dict[str, str]:
-    objects = work / "objects"
+def _objects_in(directory: Path) -> Path:
+    objects = directory / "objects"
     (objects / "pack").mkdir(parents=True, exist_ok=True)
-    return {
-        "GIT_INDEX_FILE": str(work / "index"),
+    return objects
+
+
+def _alternate(path: str) -> str:
+    # GIT_ALTERNATE_OBJECT_DIRECTORIES is ":"-separated; a path with ":" is C-quoted.
+    if ":" not in path and not path.startswith('"'):
+        return path
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _object_env(objects: Path, alternates: list[str], index: Path | None = None) -> dict[str, str]:
+    env = {
         "GIT_OBJECT_DIRECTORY": str(objects),
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES": _objects_dir(root),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": ":".join(_alternate(a) for a in alternates),
         # A partial clone must not fetch: a missing object means "send the file in the tar".
         "GIT_NO_LAZY_FETCH": "1",
     }
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
+    return env
+
+
+def scratch_dir() -> str | None:
+    """Where the tree objects are best written: tmpfs when there is one, else the default.
+
+    git writes a tree as a file of its own: 751 of them took 0.9 s on an ext4 disk here.
+    """
+    shm = Path("/dev/shm")  # noqa: S108 - only the parent of a private mkdtemp directory
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _write_tree(root: Path, packable: dict[str, _Entry], env: dict[str, str]) -> str:

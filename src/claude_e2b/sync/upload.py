@@ -48,7 +48,14 @@ import zstandard
 from claude_e2b.errors import InternalError, SandboxError, SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import BackgroundCommand, SandboxSession
-from claude_e2b.sync.gitpack import Pack, Split, all_raw, split_selection, write_packs
+from claude_e2b.sync.gitpack import (
+    Pack,
+    Split,
+    all_raw,
+    scratch_dir,
+    split_selection,
+    write_packs,
+)
 from claude_e2b.sync.select import Selection
 
 Codec = Literal["zstd", "gzip"]
@@ -731,8 +738,15 @@ def upload_repository(
     remote_dir = f"{work_dir}/upload"
     session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S)
     session.make_dir(remote_dir)
-    with tempfile.TemporaryDirectory(prefix="claude-e2b-upload-") as tmp:
-        split = split_selection(selection, Path(tmp) / "git") if git_objects else all_raw(selection)
+    with (
+        tempfile.TemporaryDirectory(prefix="claude-e2b-upload-") as tmp,
+        tempfile.TemporaryDirectory(prefix="claude-e2b-trees-", dir=scratch_dir()) as trees,
+    ):
+        split = (
+            split_selection(selection, Path(tmp) / "git", Path(trees))
+            if git_objects
+            else all_raw(selection)
+        )
         clock.lap("split_s")
         plan = _Transfer(remote_dir, repo_dir, codec, split.tree, bool(split.raw))
         streamer = _start_streamer(session, plan) if stream_extract else None
