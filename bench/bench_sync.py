@@ -1,6 +1,6 @@
 """Upload and change round trip against the local sandbox, next to a tar | zstd baseline.
 
-    uv run python bench/bench_sync.py [--repo DIR] [--runs 3] [--quick]
+    uv run python bench/bench_sync.py [--repo DIR] [--runs 3] [--quick] [--no-sweeps]
 
 Without --repo it generates the benchmark repository with bench/gen_repo.py
 (in /tmp/claude-e2b-bench, reused while its marker matches). Each run times, in
@@ -8,16 +8,21 @@ the same loop and alternately:
 
 - baseline: ``git ls-files -z | tar --null -T - -cf - | zstd -3 -T0 > FILE``
   (and the same into /dev/null);
-- ours: select_files + upload_repository into a fresh local sandbox, in a child
-  process whose peak RSS (VmHWM) is read right after the upload; the sandbox
-  server is another process and is not counted. The child then makes 10 small
-  changes in the sandbox and times detect + pack + download + apply onto a copy
-  of the checkout.
+- ours: select_files + upload_repository (default: clean tracked files as git
+  packs, the rest in the tar) into a fresh local sandbox, in a child process
+  whose peak RSS (VmHWM) is read right after the upload; the sandbox server is
+  another process and is not counted. The child then makes 10 small changes in
+  the sandbox and times detect + pack + download + apply onto a copy of the
+  checkout;
+- tar-only: the same upload with ``git_objects=False`` (everything in the
+  tar | zstd stream), in its own child process, without the change round trip.
 
-Once per invocation: chunk-size and zstd-level sweeps (one upload each), the
-non-streaming variant (verify and extract after the upload: phases apart),
-secret-scan throughput over the selection, and history bundle sizes.
-Writes bench/results/sync.json and prints the Markdown tables of BENCHMARKS.md.
+Once per invocation (unless --no-sweeps), one upload each: pack group sizes
+(gitpack's default ``group_bytes``), checkout workers (``upload.CHECKOUT_CONFIG``),
+the non-streaming variant (verify and take in after the upload: phases apart) and
+zstd levels of the tar-only path. Also secret-scan throughput over the selection
+and history bundle sizes. Writes bench/results/sync.json and prints the Markdown
+tables of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import structlog  # noqa: E402
 
 from bench.gen_repo import ensure_repo  # noqa: E402
 from claude_e2b.sandbox.session import SandboxSpec, open_session  # noqa: E402
-from claude_e2b.sync import upload  # noqa: E402
+from claude_e2b.sync import gitpack, upload  # noqa: E402
 from claude_e2b.sync.apply import ApplyPolicy, apply_changes, verify_archive  # noqa: E402
 from claude_e2b.sync.changes import (  # noqa: E402
     detect_script,
@@ -84,10 +89,26 @@ mv -- "${files[6]}" "${files[6]%.py}_renamed.py"
 """
 
 
+def _patch_group_bytes(group_bytes: int) -> None:
+    """Set gitpack's pack group size: write_packs bound GROUP_BYTES as its default at import."""
+    defaults = gitpack.write_packs.__defaults__
+    if defaults != (gitpack.GROUP_BYTES,):
+        raise SystemExit(f"write_packs defaults changed ({defaults}): update the benchmark")
+    gitpack.GROUP_BYTES = group_bytes
+    gitpack.write_packs.__defaults__ = (group_bytes,)
+
+
+def _patch_checkout_workers(workers: int) -> None:
+    kept = tuple(c for c in upload.CHECKOUT_CONFIG if not c.startswith("checkout.workers="))
+    upload.CHECKOUT_CONFIG = (*kept, f"checkout.workers={workers}")
+
+
 def child(args: argparse.Namespace) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    if args.baseline_config is not None:
-        upload.BASELINE_GIT_CONFIG = tuple(c for c in args.baseline_config.split(",") if c)
+    if args.group_mb is not None:
+        _patch_group_bytes(args.group_mb * MiB)
+    if args.checkout_workers is not None:
+        _patch_checkout_workers(args.checkout_workers)
     out: dict[str, object] = {"rss_before_mb": _vm_hwm_kb() / 1024}
     session = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=900))
     try:
@@ -97,8 +118,8 @@ def child(args: argparse.Namespace) -> None:
         out["select_s"] = time.monotonic() - started
         report = upload.upload_repository(
             session, selection, repo_dir=REPO_DIR, work_dir=WORK_DIR,
-            chunk_bytes=args.chunk_mb * MiB, zstd_level=args.level,
-            stream_extract=not args.no_stream,
+            zstd_level=args.level, stream_extract=not args.no_stream,
+            git_objects=not args.tar_only,
         )  # fmt: skip
         out["upload_s"] = time.monotonic() - started
         out["peak_rss_mb"] = _vm_hwm_kb() / 1024
@@ -275,70 +296,132 @@ def median(values: list[float]) -> float:
 
 def main_runs(repo: Path, runs: int) -> dict[str, object]:
     base_file = CACHE / "baseline.tar.zst"
-    base_s, null_s, ours = [], [], []
+    base_s, null_s, ours, tar_only = [], [], [], []
     for i in range(runs):
         base_s.append(baseline(repo, str(base_file)))
         ours.append(run_child(repo, changes=True))
         null_s.append(baseline(repo, "/dev/null"))
+        tar_only.append(run_child(repo, tar_only=True))
         print(
-            f"run {i + 1}: baseline {base_s[-1]:.2f}s ours {ours[-1]['upload_s']:.2f}s",
+            f"run {i + 1}: baseline {base_s[-1]:.2f}s ours {ours[-1]['upload_s']:.2f}s"
+            f" tar-only {tar_only[-1]['upload_s']:.2f}s",
             file=sys.stderr,
         )
-    # A run whose streamed extraction fell back has verify/extract phases the others lack.
-    keys = dict.fromkeys(k for o in ours for k in o["report"]["phases"])
-    phases = {k: median([o["report"]["phases"].get(k, 0.0) for o in ours]) for k in keys}
     changes = [o["changes"] for o in ours]
+    b = median(base_s)
     return {
         "baseline_s": base_s,
         "baseline_devnull_s": null_s,
         "baseline_bytes": base_file.stat().st_size,
-        "ours_s": [o["upload_s"] for o in ours],
-        "select_s": median([o["select_s"] for o in ours]),
-        "phases_median": phases,
-        "peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
-        "rss_after_session_mb": max(o["rss_after_session_mb"] for o in ours),
-        "report": ours[-1]["report"],
-        "ratio": median([o["upload_s"] for o in ours]) / median(base_s),
+        # ours: the default upload (git objects), the headline figure
+        **_summary(ours, b),
         "changes": changes[-1],
         "changes_total_s": [c["total_s"] for c in changes],
+        "tar_only": _summary(tar_only, b),
+    }
+
+
+def _summary(outs: list[dict[str, object]], baseline_s: float) -> dict[str, object]:
+    """Medians (peak RSS: the highest) of one variant's child runs."""
+    # A run whose streamed transfer fell back has verify/extract phases the others lack.
+    keys = dict.fromkeys(k for o in outs for k in o["report"]["phases"])
+    phases = {k: median([o["report"]["phases"].get(k, 0.0) for o in outs]) for k in keys}
+    reports = [o["report"] for o in outs]
+    return {
+        "ours_s": [o["upload_s"] for o in outs],
+        "select_s": median([o["select_s"] for o in outs]),
+        "phases_median": phases,
+        "peak_rss_mb": max(o["peak_rss_mb"] for o in outs),
+        "peak_rss_mb_runs": [o["peak_rss_mb"] for o in outs],
+        "rss_after_session_mb": max(o["rss_after_session_mb"] for o in outs),
+        "sent_bytes": median([r["sent_bytes"] for r in reports]),
+        "packs": reports[-1]["packs"],
+        "packed_files": reports[-1]["packed_files"],
+        "chunks": reports[-1]["chunks"],
+        "resent_chunks": [r["resent_chunks"] for r in reports],
+        "report": reports[-1],
+        "ratio": median([o["upload_s"] for o in outs]) / baseline_s,
     }
 
 
 def sweeps(repo: Path, quick: bool) -> dict[str, object]:
     out: dict[str, object] = {}
-    chunk_sizes = (8, 16, 64) if quick else (4, 8, 16, 32, 64)
-    out["chunk_mb"] = [{"chunk_mb": c, **_brief(run_child(repo, chunk_mb=c))} for c in chunk_sizes]
-    out["level"] = [{"level": lv, **_brief(run_child(repo, level=lv))} for lv in (1, 3, 6)]
-    out["no_stream"] = _brief(run_child(repo, no_stream=True))
-    variants = {"default zlib": "", "looseCompression=0": "core.looseCompression=0"}
-    out["baseline_git"] = [
-        {"git_config": name, **_brief(run_child(repo, baseline_config=cfg))}
-        for name, cfg in variants.items()
+    groups = (32, 64) if quick else (16, 32, 64, 128)
+    out["group_mb"] = [{"group_mb": g, **_brief(run_child(repo, group_mb=g))} for g in groups]
+    out["checkout_workers"] = [
+        {"checkout_workers": w, **_brief(run_child(repo, checkout_workers=w))} for w in (1, 0)
     ]
+    out["no_stream"] = _brief(run_child(repo, no_stream=True))
+    # Level 3 (the default) is the tar-only row of the main runs.
+    levels = () if quick else (1, 6)
+    out["tar_level"] = [
+        {"level": lv, **_brief(run_child(repo, tar_only=True, level=lv))} for lv in levels
+    ]
+    mixed = mixed_copy(repo)
+    out["mixed"] = {
+        "edited_files": MIXED_EDITED,
+        "baseline_s": baseline(mixed, str(CACHE / "baseline-mixed.tar.zst")),
+        **_brief(run_child(mixed)),
+    }
     return out
+
+
+MIXED_EDITED = 1000
+
+
+def mixed_copy(repo: Path) -> Path:
+    """A copy of the repository with MIXED_EDITED text files edited (the index refreshed,
+    as `git status` leaves it): what a developer's checkout looks like mid-work."""
+    mixed = CACHE / f"{repo.name}-mixed"
+    shutil.rmtree(mixed, ignore_errors=True)
+    subprocess.run(["cp", "-a", str(repo), str(mixed)], check=True)
+    texts = [p for p in _git(mixed, "ls-files").splitlines() if p.endswith((".py", ".ts", ".md"))]
+    for path in texts[:: max(1, len(texts) // MIXED_EDITED)][:MIXED_EDITED]:
+        with (mixed / path).open("a") as handle:
+            handle.write("# edited\n")
+    subprocess.run(["git", "-C", str(mixed), "update-index", "-q", "--refresh"], check=False)
+    return mixed
 
 
 def _brief(child_out: dict[str, object]) -> dict[str, object]:
     report = child_out["report"]
     return {
         "upload_s": child_out["upload_s"],
+        "select_s": child_out["select_s"],
         "sent_mb": report["sent_bytes"] / MiB,
+        "packs": report["packs"],
+        "packed_files": report["packed_files"],
         "chunks": report["chunks"],
         "phases": report["phases"],
         "peak_rss_mb": child_out["peak_rss_mb"],
     }
 
 
+# Phase labels for the tables, in upload order (verify/extract appear only on the slow path).
+PHASES = {
+    "split_s": "split (which files go as objects)",
+    "pack_send_s": "pack + send",
+    "extract_tail_s": "tail (sandbox finishes checkout / extract)",
+    "verify_s": "verify (slow path)",
+    "extract_s": "take in (slow path)",
+    "baseline_s": "baseline commit",
+}
+
+
 def markdown(result: dict[str, object]) -> str:
     m, s = result["main"], result.get("sweeps", {})
+    t = m["tar_only"]
     b, b0 = median(m["baseline_s"]), median(m["baseline_devnull_s"])
-    o = median(m["ours_s"])
+    o, ot = median(m["ours_s"]), median(t["ours_s"])
     raw = m["report"]["raw_bytes"] / MiB
     repo = result["repo"]["tracked_files"]
     where = f"{result['machine']['cpus']} CPUs ({result['machine']['cpu']})"
     when = f"medians of {len(m['ours_s'])} runs, {result['machine']['date']}"
     baseline_cmd = "`git ls-files -z \\| tar --null -T - -cf - \\| zstd -3 -T0 > FILE`"
-    sent = f"{m['report']['sent_bytes'] / MiB:.0f} MiB in {m['report']['chunks']} chunks"
+    files = m["report"]["files"]
+    split = f"{m['packed_files']} of {files} files as objects in {m['packs']} packs"
+    if m["chunks"]:
+        split += f", {files - m['packed_files']} in {m['chunks']} tar chunks"
     lines = [
         f"Repository: {repo} files, {raw:.0f} MiB; {where}; {when}.",
         "",
@@ -347,12 +430,20 @@ def markdown(result: dict[str, object]) -> str:
         f"| baseline: {baseline_cmd} | {b:.2f} s | 1.00 | {m['baseline_bytes'] / MiB:.0f} MiB |",
         f"| baseline into /dev/null | {b0:.2f} s | {b0 / b:.2f} | |",
         (
-            f"| **ours: select + upload to the local sandbox** | **{o:.2f} s** | **{o / b:.2f}** |"
-            f" peak RSS {m['peak_rss_mb']:.0f} MB, {sent} |"
+            f"| **ours: select + upload to the local sandbox (git objects)** | **{o:.2f} s** |"
+            f" **{o / b:.2f}** | peak RSS {m['peak_rss_mb']:.0f} MB,"
+            f" {m['sent_bytes'] / MiB:.0f} MiB sent; {split} |"
         ),
-        f"| of which select_files | {m['select_s']:.2f} s | | |",
+        f"| of which select | {m['select_s']:.2f} s | | |",
     ]
-    lines += [f"| of which {k} | {v:.2f} s | | |" for k, v in m["phases_median"].items()]
+    lines += [
+        f"| of which {PHASES.get(k, k)} | {v:.2f} s | | |" for k, v in m["phases_median"].items()
+    ]
+    lines.append(
+        f"| tar-only variant (`git_objects=False`) | {ot:.2f} s | {ot / b:.2f} |"
+        f" peak RSS {t['peak_rss_mb']:.0f} MB, {t['sent_bytes'] / MiB:.0f} MiB in"
+        f" {t['chunks']} chunks; {_phase_list({'select_s': t['select_s'], **t['phases_median']})} |"
+    )
     c = m["changes"]
     lines += [
         "",
@@ -377,18 +468,29 @@ def markdown(result: dict[str, object]) -> str:
     elif sc:
         lines += ["", f"Secret scan: {sc.get('error')}"]
     if s:
+        default_group = gitpack.GROUP_BYTES // MiB
         lines += [
             "",
-            "| variant (one run each) | upload | sent | peak RSS | phases |",
-            "|---|---:|---:|---:|---|",
+            "| variant (one run each) | upload | sent | packs | peak RSS | phases |",
+            "|---|---:|---:|---:|---:|---|",
         ]
-        for row in s["chunk_mb"]:
-            lines.append(_variant_row(f"chunk {row['chunk_mb']} MiB", row))
-        for row in s["level"]:
-            lines.append(_variant_row(f"zstd level {row['level']}", row))
-        lines.append(_variant_row("no streaming extract", s["no_stream"]))
-        for row in s["baseline_git"]:
-            lines.append(_variant_row(f"baseline git add: {row['git_config']}", row))
+        for row in s["group_mb"]:
+            mark = " (default)" if row["group_mb"] == default_group else ""
+            lines.append(_variant_row(f"pack group {row['group_mb']} MiB{mark}", row))
+        for row in s["checkout_workers"]:
+            workers = f"checkout.workers={row['checkout_workers']}"
+            mark = " (default)" if workers in upload.CHECKOUT_CONFIG else ""
+            lines.append(_variant_row(f"{workers}{mark}", row))
+        lines.append(_variant_row("no streaming (phases apart)", s["no_stream"]))
+        for row in s["tar_level"]:
+            lines.append(_variant_row(f"tar-only, zstd level {row['level']}", row))
+        if "mixed" in s:
+            mx = s["mixed"]
+            name = (
+                f"{mx['edited_files']} files edited (objects + tar; baseline"
+                f" {mx['baseline_s']:.2f} s, ratio {mx['upload_s'] / mx['baseline_s']:.2f})"
+            )
+            lines.append(_variant_row(name, mx))
     h = result.get("history", [])
     if h:
         lines += ["", "| history for the sandbox | size | time on the runner |", "|---|---:|---:|"]
@@ -398,10 +500,14 @@ def markdown(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _phase_list(phases: dict[str, float]) -> str:
+    return ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in phases.items())
+
+
 def _variant_row(name: str, row: dict[str, object]) -> str:
-    phases = ", ".join(f"{k} {v:.2f}" for k, v in row["phases"].items())
+    phases = _phase_list({"select_s": row["select_s"], **row["phases"]})
     size, rss = f"{row['sent_mb']:.0f} MiB", f"{row['peak_rss_mb']:.0f} MB"
-    return f"| {name} | {row['upload_s']:.2f} s | {size} | {rss} | {phases} |"
+    return f"| {name} | {row['upload_s']:.2f} s | {size} | {row['packs']} | {rss} | {phases} |"
 
 
 def main() -> None:
@@ -413,11 +519,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/sync.json")
     # child-only flags
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--chunk-mb", type=int, default=16, help=argparse.SUPPRESS)
-    parser.add_argument("--level", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--level", type=int, default=upload.ZSTD_LEVEL, help=argparse.SUPPRESS)
     parser.add_argument("--no-stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--changes", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--baseline-config", help=argparse.SUPPRESS)
+    parser.add_argument("--tar-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--group-mb", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--checkout-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)

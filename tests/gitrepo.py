@@ -25,3 +25,8 @@ def commit_all(repo: Path, message: str) -> str:
     git(repo, "add", "-A", "-f")
     git(repo, *IDENTITY, "commit", "-q", "--allow-empty", "-m", message)
     return git(repo, "rev-parse", "HEAD")
+
+
+def repack(repo: Path) -> None:
+    """Move every object into one pack, as a clone or actions/checkout leaves them."""
+    git(repo, "repack", "-q", "-a", "-d")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gitrepo import commit_all, git
+from tests.gitrepo import commit_all, git, repack
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
 SCENARIOS = Path(__file__).parents[1] / "stand_ins" / "scenarios"
@@ -39,6 +39,7 @@ def make_repo(path: Path) -> Path:
     (path / ".gitignore").write_text("build/\n")
     git(path, "init", "-q", "-b", "main")
     commit_all(path, "init")
+    repack(path)  # as actions/checkout leaves it: clean files go up as git objects
     return path
 
 

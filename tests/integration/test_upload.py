@@ -60,6 +60,8 @@ def make_repo(root: Path, files: dict[str, bytes], *, executable: tuple[str, ...
 def commit_all(root: Path) -> None:
     git(root, "add", "-A")
     git(root, "commit", "-q", "--allow-empty", "-m", "init")
+    # As a clone or actions/checkout leaves it: loose objects would take the tar.
+    git(root, "repack", "-q", "-a", "-d")
 
 
 def expected_tree(selection: Selection) -> dict[str, tuple[str, str]]:

@@ -10,7 +10,7 @@ import pytest
 
 from claude_e2b.sync.gitpack import Split, split_selection, write_packs
 from claude_e2b.sync.select import SelectOptions, select_files
-from tests.gitrepo import commit_all, git
+from tests.gitrepo import commit_all, git, repack
 
 
 def make(root: Path, files: dict[str, bytes]) -> Path:
@@ -58,6 +58,7 @@ def repo(tmp_path: Path) -> Path:
     (root / "bin/run.sh").chmod(0o755)
     (root / "link").symlink_to("src/app.py")
     commit_all(root, "init")
+    repack(root)
     return root
 
 
@@ -115,6 +116,7 @@ def test_packs_hold_every_object_once_and_name_their_paths(repo: Path, tmp_path:
         (repo / f"data/{i}.bin").parent.mkdir(exist_ok=True)
         (repo / f"data/{i}.bin").write_bytes(os.urandom(3000))
     commit_all(repo, "data")
+    repack(repo)
     split = split_of(repo, tmp_path / "w")
     packs = list(write_packs(split, tmp_path / "out", group_bytes=4000))
     assert len(packs) >= 4
@@ -160,11 +162,21 @@ def test_attributes_that_convert_keep_files_in_the_tar(
     (root / "f.txt").write_bytes(content)
     git(root, "-c", "core.safecrlf=false", "add", "f.txt")
     git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "f")
+    repack(root)
     (root / "f.txt").write_bytes(content)  # what a checkout with these attributes holds
     git(root, "update-index", "--refresh")
     split = split_of(root, tmp_path / "w")
     assert ("f.txt" in packed(split)) is as_object
     assert ".gitattributes" in packed(split)
+
+
+def test_a_loose_blob_takes_the_tar(repo: Path, tmp_path: Path) -> None:
+    """Committed but never packed: no compressed form to reuse, so the tar's zstd does it."""
+    (repo / "fresh.txt").write_bytes(b"committed after the last repack\n")
+    commit_all(repo, "fresh")
+    split = split_of(repo, tmp_path / "w")
+    assert raw(split) == {"fresh.txt"}
+    assert "README.md" in packed(split)
 
 
 def test_assume_unchanged_file_takes_the_tar(repo: Path, tmp_path: Path) -> None:

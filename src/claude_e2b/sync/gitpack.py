@@ -21,6 +21,8 @@ A selected file travels as an object only when its bytes are exactly the blob's:
 - tracked at stage 0, no assume-unchanged or skip-worktree bit (``ls-files -v``);
 - not reported by ``git diff-files`` (stat-dirty files are reported too: they
   merely take the tar);
+- its blob is in a pack, not loose: only packed objects are sent as they are
+  (pack-objects would deflate a loose one, several times slower than zstd);
 - its type and executable bit on disk match the index entry;
 - no ``filter`` or ``working-tree-encoding`` attribute; and if ``text``, ``eol``,
   ``crlf`` or ``ident`` apply, the blob's size equals the file's (any end-of-line or
@@ -163,13 +165,24 @@ def _objects_dir(root: Path) -> str:
     return str((root / out).resolve())
 
 
-def _packable(root: Path, selection: Selection) -> dict[str, _Entry]:
-    """The selected paths whose bytes on disk are exactly their index entry's blob."""
+def _is_loose(objects: str, blob: str) -> bool:
+    return os.path.lexists(f"{objects}/{blob[:2]}/{blob[2:]}")
+
+
+def _packable(root: Path, selection: Selection, objects: str) -> dict[str, _Entry]:
+    """The selected paths whose bytes on disk are exactly their index entry's blob, packed.
+
+    A blob stored loose (just added or committed, never packed) has no compressed form
+    to reuse: pack-objects would deflate it, slower than the tar's zstd.
+    """
     entries, dirty = _index_entries(root), _dirty(root)
     candidates = {
-        f.path: (f, entries[f.path])
+        f.path: (f, entry)
         for f in selection.files
-        if f.path in entries and f.path not in dirty and _mode_matches(entries[f.path], f)
+        if (entry := entries.get(f.path)) is not None
+        and f.path not in dirty
+        and _mode_matches(entry, f)
+        and not _is_loose(objects, entry.blob)
     }
     attrs = _attributes(root, list(candidates))
     sized = {p for p, names in attrs.items() if names & _CONVERTING and not names & _NEVER}
@@ -198,10 +211,10 @@ def split_selection(selection: Selection, work: Path, trees: Path | None = None)
     if not selection.files or not _repo_allows_objects(root):
         return all_raw(selection)
     try:
-        packable = _packable(root, selection)
+        repo_objects = _objects_dir(root)
+        packable = _packable(root, selection, repo_objects)
         if not packable:
             return all_raw(selection)
-        repo_objects = _objects_dir(root)
         trees_dir = _objects_in(trees or work)
         tree_env = _object_env(trees_dir, [repo_objects], (trees or work) / "index")
         tree = _write_tree(root, packable, tree_env)
