@@ -165,8 +165,14 @@ def _objects_dir(root: Path) -> str:
     return str((root / out).resolve())
 
 
-def _is_loose(objects: str, blob: str) -> bool:
-    return os.path.lexists(f"{objects}/{blob[:2]}/{blob[2:]}")
+def _loose_objects(objects: str) -> set[str]:
+    """Names of the loose objects: 256 directory reads, not a stat per blob."""
+    found: set[str] = set()
+    for prefix in (f"{i:02x}" for i in range(256)):
+        directory = Path(objects, prefix)
+        if directory.is_dir():
+            found.update(prefix + entry.name for entry in directory.iterdir())
+    return found
 
 
 def _packable(root: Path, selection: Selection, objects: str) -> dict[str, _Entry]:
@@ -175,14 +181,14 @@ def _packable(root: Path, selection: Selection, objects: str) -> dict[str, _Entr
     A blob stored loose (just added or committed, never packed) has no compressed form
     to reuse: pack-objects would deflate it, slower than the tar's zstd.
     """
-    entries, dirty = _index_entries(root), _dirty(root)
+    entries, dirty, loose = _index_entries(root), _dirty(root), _loose_objects(objects)
     candidates = {
         f.path: (f, entry)
         for f in selection.files
         if (entry := entries.get(f.path)) is not None
         and f.path not in dirty
         and _mode_matches(entry, f)
-        and not _is_loose(objects, entry.blob)
+        and entry.blob not in loose
     }
     attrs = _attributes(root, list(candidates))
     sized = {p for p, names in attrs.items() if names & _CONVERTING and not names & _NEVER}
