@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
-from claude_e2b.sync import upload
+from claude_e2b.sync import gitpack, upload
 from claude_e2b.sync.changes import detect_script, parse_detect_output
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
@@ -333,3 +333,26 @@ def test_the_baseline_index_keeps_gits_racy_file_checks(
     session.run(f"bash -c {shlex.quote(script)} > {WORK}/changes.bin", timeout=60, check=True)
     changes = parse_detect_output(session.read_bytes(f"{WORK}/changes.bin"))
     assert [(c.path, c.status) for c in changes.changes] == [("src/app.py", "modified")]
+
+
+def test_when_git_cannot_pack_everything_goes_in_the_tar(
+    session: SandboxSession, varied_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack-objects failure after a first pack was sent: the upload starts over, all tar."""
+    real_write_packs = gitpack.write_packs
+
+    def failing(split: gitpack.Split, out: Path) -> Iterator[gitpack.Pack]:
+        if split.tree is None:  # the second try: no objects
+            return
+        yield next(real_write_packs(split, out, group_bytes=1))
+        raise gitpack.PackError("git pack-objects failed (exit 128): fatal: bad object")
+
+    monkeypatch.setattr(upload, "write_packs", failing)
+    selection = select_files(varied_repo)
+    with capture_logs() as logs:
+        report = upload_repository(session, selection, repo_dir=REPO, work_dir=WORK)
+    assert "upload.objects_failed" in [e["event"] for e in logs]
+    assert report.packs == 0
+    assert report.chunks >= 1
+    assert sandbox_tree(session) == expected_tree(selection)
+    assert sandbox_git(session, "status", "--porcelain") == ""

@@ -59,6 +59,10 @@ _MODE_LINK, _MODE_EXEC, _MODE_FILE = "120000", "100755", "100644"
 log = get_logger(__name__)
 
 
+class PackError(SyncError):
+    """git could not pack objects it had listed (a damaged repository, most likely)."""
+
+
 @dataclass(frozen=True)
 class Split:
     """Which selected files go as git objects (``tree``) and which in the tar (``raw``)."""
@@ -299,12 +303,15 @@ def write_packs(split: Split, out: Path, group_bytes: int = GROUP_BYTES) -> Iter
 
     Each piece is a whole pack with its index, so the sandbox can check out its files
     while the next is made and sent. One pack-objects per piece: its
-    ``--max-pack-size`` costs twice the CPU here. Raises SyncError when git fails.
+    ``--max-pack-size`` costs twice the CPU here. Raises PackError when git fails.
     """
     if split.tree is None:
         return
     out.mkdir(parents=True, exist_ok=True)
-    listing = git_output(split.root, "rev-list", "--objects", split.tree, env=split.object_env)
+    try:
+        listing = git_output(split.root, "rev-list", "--objects", split.tree, env=split.object_env)
+    except SyncError as exc:
+        raise PackError(str(exc)) from exc
     names = [line.split(b" ", 1)[0].decode() for line in listing.splitlines() if line]
     trees = [n for n in names if n not in split.blobs]
     for objects in _groups(split, trees, group_bytes):
@@ -320,7 +327,7 @@ def _pack_group(split: Split, objects: list[str], out: Path) -> Pack:
     )  # fmt: skip
     if done.returncode != 0:
         said = done.stderr[-2000:].decode(errors="replace").strip()
-        raise SyncError(f"git pack-objects failed (exit {done.returncode}): {said}")
+        raise PackError(f"git pack-objects failed (exit {done.returncode}): {said}")
     sha = done.stdout.decode().strip()
     wanted = set(objects)
     paths = [p for blob, held in split.blobs.items() if blob in wanted for p in held]

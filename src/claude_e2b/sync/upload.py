@@ -50,6 +50,7 @@ from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import BackgroundCommand, SandboxSession
 from claude_e2b.sync.gitpack import (
     Pack,
+    PackError,
     Split,
     all_raw,
     scratch_dir,
@@ -727,15 +728,65 @@ def upload_repository(
     """Send the selection into ``repo_dir`` in the sandbox and make the baseline commit.
 
     Clean tracked files go as git objects (see gitpack; ``git_objects`` False sends
-    everything in the tar). ``codec`` None asks the sandbox which one it can
-    decompress (see probe_codec); ``stream_extract`` False takes the upload in only
-    after all of it was sent (slower; for measuring the phases apart). Raises
-    SyncError when the files cannot be verified or taken in, and the sandbox errors
-    of the session.
+    everything in the tar; so does a second try when git cannot make the packs).
+    ``codec`` None asks the sandbox which one it can decompress (see probe_codec);
+    ``stream_extract`` False takes the upload in only after all of it was sent
+    (slower; for measuring the phases apart). Raises SyncError when the files cannot
+    be verified or taken in, and the sandbox errors of the session.
     """
     clock = _Phases()
-    codec = codec or probe_codec(session)
-    remote_dir = f"{work_dir}/upload"
+    job = _Job(
+        repo_dir, work_dir, codec or probe_codec(session), chunk_bytes, zstd_level, stream_extract
+    )
+    try:
+        sent, resent, split = _transfer(session, selection, job, clock, git_objects=git_objects)
+    except PackError as exc:
+        # The packs come from the user's repository: if git cannot make them, the tar can.
+        log.warning("upload.objects_failed", error=str(exc), then="sending every file in the tar")
+        _remove_quietly(session, repo_dir)
+        sent, resent, split = _transfer(session, selection, job, clock, git_objects=False)
+    script = baseline_script(repo_dir, stat_cache_path(work_dir))
+    baseline = _run_checked(session, script, "make the baseline commit")
+    clock.lap("baseline_s")
+    report = UploadReport(
+        files=len(selection.files),
+        raw_bytes=selection.total_bytes,
+        sent_bytes=sent.sent_bytes,
+        chunks=len(sent.groups) - sent.packs,
+        resent_chunks=resent,
+        codec=job.codec,
+        seconds=clock.total(),
+        baseline=baseline.strip().splitlines()[-1] if baseline.strip() else "",
+        phases=clock.laps,
+        packs=sent.packs,
+        packed_files=split.packed_files,
+    )
+    log.info("upload.done", **{k: v for k, v in report.__dict__.items() if k != "baseline"})
+    return report
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Where the upload goes and how it travels."""
+
+    repo_dir: str
+    work_dir: str
+    codec: Codec
+    chunk_bytes: int
+    level: int
+    stream_extract: bool
+
+
+def _transfer(
+    session: SandboxSession,
+    selection: Selection,
+    job: _Job,
+    clock: _Phases,
+    *,
+    git_objects: bool,
+) -> tuple[_Sent, int, Split]:
+    """Send the files and let the sandbox take them in; return what went and the resends."""
+    remote_dir = f"{job.work_dir}/upload"
     session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S)
     session.make_dir(remote_dir)
     with (
@@ -748,12 +799,12 @@ def upload_repository(
             else all_raw(selection)
         )
         clock.lap("split_s")
-        plan = _Transfer(remote_dir, repo_dir, codec, split.tree, bool(split.raw))
-        streamer = _start_streamer(session, plan) if stream_extract else None
+        plan = _Transfer(remote_dir, job.repo_dir, job.codec, split.tree, bool(split.raw))
+        streamer = _start_streamer(session, plan) if job.stream_extract else None
         try:
             sent = _pack_and_send(
                 session, split, remote_dir, Path(tmp),
-                chunk_bytes=chunk_bytes, codec=codec, level=zstd_level,
+                chunk_bytes=job.chunk_bytes, codec=job.codec, level=job.level,
             )  # fmt: skip
             clock.lap("pack_send_s")
             resent = sent.retries + _finish(session, streamer, sent.groups, plan, clock)
@@ -763,24 +814,7 @@ def upload_repository(
             raise
         finally:
             _remove_quietly(session, remote_dir)
-    script = baseline_script(repo_dir, stat_cache_path(work_dir))
-    baseline = _run_checked(session, script, "make the baseline commit")
-    clock.lap("baseline_s")
-    report = UploadReport(
-        files=len(selection.files),
-        raw_bytes=selection.total_bytes,
-        sent_bytes=sent.sent_bytes,
-        chunks=len(sent.groups) - sent.packs,
-        resent_chunks=resent,
-        codec=codec,
-        seconds=clock.total(),
-        baseline=baseline.strip().splitlines()[-1] if baseline.strip() else "",
-        phases=clock.laps,
-        packs=sent.packs,
-        packed_files=split.packed_files,
-    )
-    log.info("upload.done", **{k: v for k, v in report.__dict__.items() if k != "baseline"})
-    return report
+    return sent, resent, split
 
 
 class _Phases:
