@@ -257,6 +257,10 @@ def test_objects_and_tar_together_give_the_same_tree(
         f.path for f in selection.files
     )
     assert not session.exists(f"{REPO}/.git/info/attributes")
+    # Every object is there and whole; the agent's own `git diff` reads the blobs.
+    sandbox_git(session, "fsck", "--no-dangling", "--full")
+    session.run(f"cd {REPO} && printf 'more\\n' >> README.md", timeout=60, check=True)
+    assert "+more" in sandbox_git(session, "diff", "HEAD", "--", "README.md")
 
 
 def test_an_excluded_files_blob_never_reaches_the_sandbox(
