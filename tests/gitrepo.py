@@ -20,6 +20,18 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def make_repo(root: Path, files: dict[str, bytes], *, executable: tuple[str, ...] = ()) -> Path:
+    """``git init`` at ``root`` with ``files`` written (nothing committed)."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    for rel in executable:
+        (root / rel).chmod(0o755)
+    return root
+
+
 def commit_all(repo: Path, message: str) -> str:
     """Stage everything (ignored files too) and commit; return the new commit id."""
     git(repo, "add", "-A", "-f")

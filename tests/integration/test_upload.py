@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shlex
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from claude_e2b.sync import gitpack, upload
 from claude_e2b.sync.changes import detect_script, parse_detect_output
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
+from tests import gitrepo
+from tests.gitrepo import git, make_repo
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
 
@@ -31,37 +32,10 @@ WORK = "/tmp/claude-e2b"
 # --- helpers ---------------------------------------------------------------------
 
 
-def git(root: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    done = subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, env=env, check=True
-    )
-    return done.stdout
-
-
-def make_repo(root: Path, files: dict[str, bytes], *, executable: tuple[str, ...] = ()) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    git(root, "init", "-q", "-b", "main")
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    for rel in executable:
-        (root / rel).chmod(0o755)
-    return root
-
-
 def commit_all(root: Path) -> None:
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "--allow-empty", "-m", "init")
+    gitrepo.commit_all(root, "init")
     # As a clone or actions/checkout leaves it: loose objects would take the tar.
-    git(root, "repack", "-q", "-a", "-d")
+    gitrepo.repack(root)
 
 
 def expected_tree(selection: Selection) -> dict[str, tuple[str, str]]:

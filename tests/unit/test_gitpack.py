@@ -10,16 +10,7 @@ import pytest
 
 from claude_e2b.sync.gitpack import Split, split_selection, write_packs
 from claude_e2b.sync.select import SelectOptions, select_files
-from tests.gitrepo import commit_all, git, repack
-
-
-def make(root: Path, files: dict[str, bytes]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    git(root, "init", "-q", "-b", "main")
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
+from tests.gitrepo import commit_all, git, make_repo, repack
 
 
 def split_of(root: Path, tmp: Path, **options: object) -> Split:
@@ -45,7 +36,7 @@ def raw(split: Split) -> set[str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = make(
+    root = make_repo(
         tmp_path / "repo",
         {
             "README.md": b"# demo\n",
@@ -157,7 +148,7 @@ def test_attributes_that_convert_keep_files_in_the_tar(
     tmp_path: Path, attributes: str, content: bytes, *, as_object: bool
 ) -> None:
     """A file whose bytes on disk may not be its blob's goes in the tar."""
-    root = make(tmp_path / "attrs", {".gitattributes": attributes.encode()})
+    root = make_repo(tmp_path / "attrs", {".gitattributes": attributes.encode()})
     commit_all(root, "attributes")
     (root / "f.txt").write_bytes(content)
     git(root, "-c", "core.safecrlf=false", "add", "f.txt")

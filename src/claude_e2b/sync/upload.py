@@ -417,7 +417,7 @@ def _pack_and_send(
             if failed():
                 break
             packs += 1
-            group = _pack_group(pack, packs)
+            group = _group_for(pack, packs)
             pack_bytes += sum(i.size for i in group.items)
             inbox.put(group)
         inbox.put(_Note("PACKS", f"{packs}\n"))
@@ -436,7 +436,7 @@ def _pack_and_send(
     return _Sent(sender.sent, packs, sender.retries, pack_bytes + spool.total)
 
 
-def _pack_group(pack: Pack, number: int) -> _Group:
+def _group_for(pack: Pack, number: int) -> _Group:
     paths = pack.idx.with_suffix(".paths")
     paths.write_bytes(pack.paths)
     items = (
@@ -491,15 +491,12 @@ trusting() {{
   "$@"
   (cd -- "$repo" && {real_time})
 }}
-checkout() {{
-  local p
-  for p in "$@"; do
-    trusting git -C "$repo" {checkout_config} checkout-index -f -u -z --stdin < "$p"
-  done
+checkout() {{  # the paths listed, NUL-separated, in file $1
+  trusting git -C "$repo" {checkout_config} checkout-index -f -u -z --stdin < "$1"
 }}
 packs() {{
   [ -n "$tree" ] || return 0
-  local k=1 sums sum name
+  local k=1 sums sum name paths
   # The runner sent as objects only files whose bytes are the blob's: no conversion.
   mkdir -p -- "$repo/.git/info"
   echo '* -text -eol -crlf -ident -filter -working-tree-encoding' > "$repo/.git/info/attributes"
@@ -507,16 +504,15 @@ packs() {{
     printf -v sums 'pack-%04d.sha256' "$k"
     wait_for "$sums" PACKS "$k" || break
     check "$sums"
-    local paths=()
     while read -r sum name; do
       case "$name" in
         *.pack | *.idx) install_pack "$name" ;;  # the pack is listed before its index
-        *.paths) paths+=("$name") ;;
+        *.paths) paths=$name ;;
       esac
     done < "$sums"
     # The first pack holds every tree.
     if [ "$k" = 1 ]; then git -C "$repo" read-tree "$tree"; fi
-    checkout ${{paths[@]+"${{paths[@]}}"}}
+    checkout "$paths"
     k=$((k + 1))
   done
   rm -f -- "$repo/.git/info/attributes"
@@ -697,22 +693,6 @@ def stat_cache_path(work_dir: str) -> str:
     return f"{work_dir}/baseline.index"
 
 
-@dataclass(frozen=True)
-class _Transfer:
-    """Where the upload goes and how the sandbox script takes it in."""
-
-    remote_dir: str
-    repo_dir: str
-    codec: Codec
-    tree: str | None
-    raw: bool
-
-    def script(self, *, fresh: bool = False) -> str:
-        return transfer_script(
-            self.remote_dir, self.repo_dir, self.codec, tree=self.tree, raw=self.raw, fresh=fresh
-        )
-
-
 def upload_repository(
     session: SandboxSession,
     selection: Selection,
@@ -776,6 +756,17 @@ class _Job:
     level: int
     stream_extract: bool
 
+    @property
+    def remote_dir(self) -> str:
+        return f"{self.work_dir}/upload"
+
+    def script(self, split: Split, *, fresh: bool = False) -> str:
+        """The sandbox side of this upload (see transfer_script)."""
+        return transfer_script(
+            self.remote_dir, self.repo_dir, self.codec,
+            tree=split.tree, raw=bool(split.raw), fresh=fresh,
+        )  # fmt: skip
+
 
 def _transfer(
     session: SandboxSession,
@@ -786,7 +777,7 @@ def _transfer(
     git_objects: bool,
 ) -> tuple[_Sent, int, Split]:
     """Send the files and let the sandbox take them in; return what went and the resends."""
-    remote_dir = f"{job.work_dir}/upload"
+    remote_dir = job.remote_dir
     session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S)
     session.make_dir(remote_dir)
     with (
@@ -799,15 +790,14 @@ def _transfer(
             else all_raw(selection)
         )
         clock.lap("split_s")
-        plan = _Transfer(remote_dir, job.repo_dir, job.codec, split.tree, bool(split.raw))
-        streamer = _start_streamer(session, plan) if job.stream_extract else None
+        streamer = _start_streamer(session, job.script(split)) if job.stream_extract else None
         try:
             sent = _pack_and_send(
                 session, split, remote_dir, Path(tmp),
                 chunk_bytes=job.chunk_bytes, codec=job.codec, level=job.level,
             )  # fmt: skip
             clock.lap("pack_send_s")
-            resent = sent.retries + _finish(session, streamer, sent.groups, plan, clock)
+            resent = sent.retries + _finish(session, streamer, sent.groups, job, split, clock=clock)
         except BaseException:
             if streamer is not None:
                 streamer.kill_quietly()
@@ -833,15 +823,17 @@ class _Phases:
         return time.monotonic() - self.started
 
 
-def _start_streamer(session: SandboxSession, plan: _Transfer) -> BackgroundCommand:
-    return session.start(f"bash -c {shlex.quote(plan.script())}", timeout=COMMAND_TIMEOUT_S)
+def _start_streamer(session: SandboxSession, script: str) -> BackgroundCommand:
+    return session.start(f"bash -c {shlex.quote(script)}", timeout=COMMAND_TIMEOUT_S)
 
 
 def _finish(
     session: SandboxSession,
     streamer: BackgroundCommand | None,
     groups: list[_Group],
-    plan: _Transfer,
+    job: _Job,
+    split: Split,
+    *,
     clock: _Phases,
 ) -> int:
     """Wait for the streaming script; when it failed (or there was none), verify and rerun it."""
@@ -852,9 +844,9 @@ def _finish(
             return 0
         log.warning("upload.stream_extract_failed", exit_code=outcome.exit_code,
                     error=(outcome.stderr or outcome.stdout)[-500:])  # fmt: skip
-    resent = _resend_bad(session, plan.remote_dir, groups)
+    resent = _resend_bad(session, job.remote_dir, groups)
     clock.lap("verify_s")
-    script = plan.script(fresh=streamer is not None)
+    script = job.script(split, fresh=streamer is not None)
     _run_checked(session, script, "take the upload in")
     clock.lap("extract_s")
     return resent
