@@ -1,17 +1,28 @@
-"""The run: one small function per step, plain data in and out.
+"""The run: one small function per step, plain values in and out.
 
-select → sandbox → upload → setup → agent → verify → detect → download → apply →
-result. The sandbox is created through the factory the caller hands in and is
-killed on every way out, so none outlives the run.
+    select ─► screen ─► open sandbox ─► upload ─► setup ─► agent ─► verify ─► collect
+      Selection  Screened                 baseline  failure  AgentRun  VerifyInfo  Collected
+                                                                                    │
+                               run_status + cost_report + build_result ◄────────────┘
+                                                   │
+                                               RunResult
+
+Each step takes what it needs and returns what it learned; nothing is written into
+a shared object. The steps inside the sandbox are composed by ``work_in_sandbox``,
+which turns the first known error into ``SandboxWork.error`` and keeps everything
+learned before it (the agent's cost is never lost to a failed download). The
+status is decided from those values alone (``run_status``). The sandbox is
+created through the factory the caller hands in and is killed on every way out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from claude_e2b.agent.command import build_command
@@ -27,6 +38,7 @@ from claude_e2b.cost import (
     cost_from_result_event,
     cost_from_streamed_usage,
     load_prices,
+    unpriced_models,
 )
 from claude_e2b.errors import ClaudeE2BError, SyncError
 from claude_e2b.github.workflow import Workflow
@@ -62,58 +74,86 @@ OUTPUT_TAIL = 4000
 log = get_logger(__name__)
 
 
-@dataclass
-class RunState:
-    """What the steps learn as the run goes; turned into a RunResult at the end."""
+# ── What the steps return ──────────────────────────────────────────────────────
 
-    config: RunConfig
-    started: float = field(default_factory=time.monotonic)
-    timing: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+
+@dataclass(frozen=True)
+class RunTools:
+    """What every step of one run may use: the Actions log, the secret scanner, the prices."""
+
+    workflow: Workflow
+    scanner: SecretScanner
+    prices: PriceTable
+
+
+@dataclass(frozen=True)
+class Screened:
+    """The selection that may go up, the scan's warnings, and why the run is blocked ("" if not)."""
+
+    selection: Selection
+    warnings: tuple[str, ...] = ()
+    blocked: str = ""
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """How Claude Code's run ended, and the warnings it raised (time marks, stops)."""
+
+    outcome: AgentOutcome
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What the agent changed in the sandbox, and what of it reached the checkout."""
+
+    changeset: Changeset
+    applied: ApplyResult
+
+
+@dataclass(frozen=True)
+class SandboxWork:
+    """What the steps in the sandbox produced; a step that did not run leaves its field empty.
+
+    ``error`` is why the work stopped early (a setup command failed, or a step
+    raised a known error); everything learned before it is kept.
+    """
+
+    agent: AgentRun | None = None
+    verify: VerifyInfo | None = None
+    collected: Collected | None = None
+    error: str = ""
+    seconds: Mapping[str, float] = field(default_factory=dict)
     sandbox_id: str = ""
     sandbox_seconds: float = 0.0
-    baseline: str = ""
-    agent: AgentOutcome | None = None
-    verify: VerifyInfo | None = None
-    changeset: Changeset = field(default_factory=lambda: Changeset(changes=()))
-    applied: ApplyResult | None = None
-    failure: str = ""
-    blocked: str = ""
-    prices: PriceTable = field(default_factory=load_prices)
-    scanner: SecretScanner = field(default_factory=SecretScanner)
 
 
-def _timed(state: RunState, name: str) -> Callable[[], None]:
-    began = time.monotonic()
-
-    def stop() -> None:
-        state.timing[name] = state.timing.get(name, 0.0) + time.monotonic() - began
-
-    return stop
+# ── Before the sandbox ─────────────────────────────────────────────────────────
 
 
 def select_step(config: RunConfig) -> Selection:
-    """Which files go up: git decides, secrets and caps exclude."""
+    """Which files go up: git decides, always-excluded names and caps leave some out."""
     return select_files(
         config.repo_dir,
         SelectOptions(include_untracked=config.include_untracked, extra_excludes=config.excludes),
     )
 
 
-def screen_step(state: RunState, selection: Selection) -> Selection:
+def screen_step(config: RunConfig, selection: Selection, scanner: SecretScanner) -> Screened:
     """Scan what would go up for secrets and apply the plan's policy."""
-    screening = screen(selection, state.scanner, state.config.secrets_policy)
+    screening = screen(selection, scanner, config.secrets_policy)
     for hit in screening.lines():
-        state.warnings.append(f"secret found before upload: {hit}")
-        log.warning("secrets.found", hit=hit, policy=state.config.secrets_policy)
+        log.warning("secrets.found", hit=hit, policy=config.secrets_policy)
+    for excluded in screening.selection.excluded:
+        log.info("select.excluded", path=excluded.path, reason=excluded.reason)
+    blocked = ""
     if screening.blocked:
-        state.blocked = (
+        blocked = (
             f"the secret scan found {len(screening.hits)} secret(s) and the plan says "
             "`secrets: fail`; remove them from the repository (or use `secrets: exclude`)"
         )
-    for excluded in screening.selection.excluded:
-        log.info("select.excluded", path=excluded.path, reason=excluded.reason)
-    return screening.selection
+    warnings = tuple(f"secret found before upload: {hit}" for hit in screening.lines())
+    return Screened(screening.selection, warnings, blocked)
 
 
 def sandbox_spec(config: RunConfig) -> SandboxSpec:
@@ -146,6 +186,16 @@ def plan_path_in_repo(config: RunConfig) -> str | None:
         return None
 
 
+# ── In the sandbox ─────────────────────────────────────────────────────────────
+
+
+def upload_step(session: SandboxSession, selection: Selection) -> str:
+    """Send the selection up and commit it there; returns the baseline commit."""
+    return upload_repository(
+        session, selection, repo_dir=SANDBOX_REPO_DIR, work_dir=SANDBOX_WORK_DIR
+    ).baseline
+
+
 def _stream_to_log(prefix: str) -> Callable[[str], None]:
     def emit(chunk: str) -> None:
         for line in chunk.splitlines():
@@ -155,9 +205,9 @@ def _stream_to_log(prefix: str) -> Callable[[str], None]:
     return emit
 
 
-def setup_step(session: SandboxSession, state: RunState) -> None:
-    """Run the plan's setup commands; the first failure stops the run with its output."""
-    for command in state.config.setup:
+def setup_step(session: SandboxSession, commands: tuple[str, ...]) -> str:
+    """Run the plan's setup commands; returns why the first failure stops the run ("" if none)."""
+    for command in commands:
         log.info("setup.run", command=command)
         out = session.run(
             command,
@@ -168,8 +218,8 @@ def setup_step(session: SandboxSession, state: RunState) -> None:
         )
         if not out.ok:
             tail = (out.stdout + out.stderr)[-OUTPUT_TAIL:]
-            state.failure = f"setup command failed (exit {out.exit_code}): {command}\n{tail}"
-            return
+            return f"setup command failed (exit {out.exit_code}): {command}\n{tail}"
+    return ""
 
 
 def running_cost(table: PriceTable) -> Callable[[UsageMeter], float]:
@@ -191,9 +241,10 @@ def watchdog_config(config: RunConfig) -> WatchdogConfig:
     )
 
 
-def agent_step(session: SandboxSession, state: RunState, workflow: Workflow) -> None:
+def agent_step(
+    session: SandboxSession, config: RunConfig, workflow: Workflow, prices: PriceTable
+) -> AgentRun:
     """Run Claude Code on the plan under the watchdog, following its progress live."""
-    config = state.config
     claude_bin = "claude"
     ensure_claude(session, claude_bin)
     command = build_command(
@@ -205,11 +256,11 @@ def agent_step(session: SandboxSession, state: RunState, workflow: Workflow) -> 
         max_turns=config.max_turns,
         budget_usd=config.budget_usd,
     )
-    cost_of = running_cost(state.prices)
-    progress = Progress(workflow, cost_of, SANDBOX_REPO_DIR, state.warnings)
+    cost_of = running_cost(prices)
+    progress = Progress(workflow, cost_of, SANDBOX_REPO_DIR)
     workflow.group("Claude Code")
     try:
-        state.agent = run_agent(
+        outcome = run_agent(
             session,
             command,
             prompt=config.plan.body,
@@ -222,35 +273,35 @@ def agent_step(session: SandboxSession, state: RunState, workflow: Workflow) -> 
         )
     finally:
         workflow.end_group()
+    return AgentRun(outcome, tuple(progress.warnings))
 
 
-def verify_step(session: SandboxSession, state: RunState) -> None:
-    """Run the plan's verify command after the agent; keep its exit code and tail."""
-    command = state.config.verify
+def verify_step(session: SandboxSession, command: str | None) -> VerifyInfo | None:
+    """Run the plan's verify command after the agent; its exit code and output tail."""
     if not command:
-        return
+        return None
     out = session.run(command, timeout=STEP_TIMEOUT_S, cwd=SANDBOX_REPO_DIR)
-    state.verify = VerifyInfo(command, out.exit_code, (out.stdout + out.stderr)[-OUTPUT_TAIL:])
+    return VerifyInfo(command, out.exit_code, (out.stdout + out.stderr)[-OUTPUT_TAIL:])
 
 
-def detect_step(session: SandboxSession, state: RunState) -> None:
-    """Find what changed since the baseline commit, with git plumbing in the sandbox."""
+def detect_step(session: SandboxSession, baseline: str) -> Changeset:
+    """What changed since the baseline commit, found with git plumbing in the sandbox."""
     out_path = f"{SANDBOX_WORK_DIR}/changes.bin"
-    script = detect_script(SANDBOX_REPO_DIR, state.baseline, stat_cache_path(SANDBOX_WORK_DIR))
+    script = detect_script(SANDBOX_REPO_DIR, baseline, stat_cache_path(SANDBOX_WORK_DIR))
     done = session.run(
         f"bash -c {shlex.quote(script)} > {shlex.quote(out_path)}", timeout=STEP_TIMEOUT_S
     )
     if not done.ok:
         raise SyncError(f"could not list the changes in the sandbox: {done.stderr[-2000:]}")
-    state.changeset = parse_detect_output(session.read_bytes(out_path))
+    return parse_detect_output(session.read_bytes(out_path))
 
 
-def download_step(session: SandboxSession, state: RunState, into: Path) -> Path | None:
-    """Pack the changed files into one archive in the sandbox and download it, verified."""
-    if not state.changeset.pack_paths():
+def download_step(session: SandboxSession, changeset: Changeset, into: Path) -> Path | None:
+    """Pack the changed files into one archive in the sandbox; returns it downloaded, verified."""
+    if not changeset.pack_paths():
         return None
     archive = f"{SANDBOX_WORK_DIR}/changes.tar.zst"
-    job = pack_script(SANDBOX_REPO_DIR, state.changeset, archive)
+    job = pack_script(SANDBOX_REPO_DIR, changeset, archive)
     session.write_file(job.list_path, job.list_content)
     done = session.run(f"bash -c {shlex.quote(job.script)}", timeout=STEP_TIMEOUT_S)
     if not done.ok:
@@ -264,80 +315,113 @@ def download_step(session: SandboxSession, state: RunState, into: Path) -> Path 
     return local
 
 
-def apply_step(state: RunState, archive: Path | None) -> None:
+def apply_step(
+    config: RunConfig, changeset: Changeset, archive: Path | None, scanner: SecretScanner
+) -> ApplyResult:
     """Apply the changes to the checkout; refused ones are listed, not dropped."""
-    config = state.config
     policy = ApplyPolicy(
         allowed_paths=config.allowed_paths,
         protected_paths=config.protected_paths,
-        secret_check=ContentCheck(state.scanner),
+        secret_check=ContentCheck(scanner),
     )
-    state.applied = apply_changes(config.repo_dir, state.changeset, archive, policy=policy)
-    for skipped in state.applied.skipped:
+    applied = apply_changes(config.repo_dir, changeset, archive, policy=policy)
+    for skipped in applied.skipped:
         log.warning("apply.skipped", path=skipped.path, reason=skipped.reason)
+    return applied
 
 
-def collect_step(session: SandboxSession, state: RunState) -> None:
+def collect_step(
+    session: SandboxSession, config: RunConfig, baseline: str, scanner: SecretScanner
+) -> Collected:
     """Bring back what the agent did: detect, download, apply."""
-    stop = _timed(state, "download_s")
-    try:
-        detect_step(session, state)
-        with tempfile.TemporaryDirectory(prefix="claude-e2b-changes-") as tmp:
-            archive = download_step(session, state, Path(tmp))
-            apply_step(state, archive)
-    finally:
-        stop()
+    changeset = detect_step(session, baseline)
+    with tempfile.TemporaryDirectory(prefix="claude-e2b-changes-") as tmp:
+        archive = download_step(session, changeset, Path(tmp))
+        return Collected(changeset, apply_step(config, changeset, archive, scanner))
 
 
-def _work_in_sandbox(
-    session: SandboxSession, state: RunState, selection: Selection, workflow: Workflow
-) -> None:
-    stop = _timed(state, "upload_s")
-    report = upload_repository(
-        session, selection, repo_dir=SANDBOX_REPO_DIR, work_dir=SANDBOX_WORK_DIR
-    )
-    stop()
-    state.baseline = report.baseline
-    setup_step(session, state)
-    if state.failure:
-        return
-    stop = _timed(state, "agent_s")
+class _Laps:
+    """Seconds spent per phase of the work, kept even when a phase raises."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - began
+
+
+def work_in_sandbox(
+    session: SandboxSession, config: RunConfig, selection: Selection, tools: RunTools
+) -> SandboxWork:
+    """Upload, setup, agent, verify, collect; a known error ends the work, keeping the rest."""
+    laps = _Laps()
+    agent: AgentRun | None = None
+    verify: VerifyInfo | None = None
     try:
-        agent_step(session, state, workflow)
+        with laps("upload_s"):
+            baseline = upload_step(session, selection)
+        failure = setup_step(session, config.setup)
+        if failure:
+            return SandboxWork(error=failure, seconds=laps.seconds)
+        with laps("agent_s"):
+            agent = agent_step(session, config, tools.workflow, tools.prices)
+        verify = verify_step(session, config.verify)
+        with laps("download_s"):
+            collected = collect_step(session, config, baseline, tools.scanner)
+    except ClaudeE2BError as exc:
+        log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
+        return SandboxWork(agent, verify, error=str(exc), seconds=laps.seconds)
+    return SandboxWork(agent, verify, collected, seconds=laps.seconds)
+
+
+def sandbox_step(
+    config: RunConfig, open_sandbox: SessionFactory, selection: Selection, tools: RunTools
+) -> SandboxWork:
+    """Open the sandbox, do the work in it, and kill it whatever happens."""
+    session = open_sandbox(sandbox_spec(config))
+    try:
+        work = work_in_sandbox(session, config, selection, tools)
     finally:
-        stop()
-    verify_step(session, state)
-    collect_step(session, state)
+        session.kill()
+    return replace(work, sandbox_id=session.sandbox_id, sandbox_seconds=session.alive_seconds)
+
+
+# ── The run ────────────────────────────────────────────────────────────────────
 
 
 def run_pipeline(
     config: RunConfig, open_sandbox: SessionFactory, workflow: Workflow | None = None
 ) -> RunResult:
     """Run one plan end to end and return its result; the sandbox never outlives it."""
-    workflow = workflow or Workflow()
-    state = RunState(config, scanner=SecretScanner(config.credentials.secret_values()))
+    started = time.monotonic()
+    tools = RunTools(
+        workflow or Workflow(), SecretScanner(config.credentials.secret_values()), load_prices()
+    )
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    selection = screen_step(state, select_step(config))
-    if state.blocked:
-        return build_result(state)
-    session = open_sandbox(sandbox_spec(config))
-    state.sandbox_id = session.sandbox_id
-    try:
-        _work_in_sandbox(session, state, selection, workflow)
-    except ClaudeE2BError as exc:
-        state.failure = str(exc)
-        log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
-    finally:
-        session.kill()
-        state.sandbox_seconds = session.alive_seconds
-    return build_result(state)
+    screened = screen_step(config, select_step(config), tools.scanner)
+    work = SandboxWork()
+    if not screened.blocked:
+        work = sandbox_step(config, open_sandbox, screened.selection, tools)
+    return build_result(config, screened, work, tools.prices, started)
 
 
-def _status(state: RunState) -> Status:
-    agent = state.agent
-    if state.blocked:
+# ── What the run reports ───────────────────────────────────────────────────────
+
+
+def run_status(screened: Screened, work: SandboxWork) -> Status:
+    """The run's status, from the screen's verdict and what the sandbox work produced.
+
+    The verify command's result does not change the status: it is reported beside it.
+    """
+    agent = work.agent.outcome if work.agent else None
+    if screened.blocked:
         return "blocked"
-    if state.failure or agent is None:
+    if work.error or agent is None:
         return "failed"
     if agent.stopped is not None:
         return "timed_out" if agent.stopped.reason == "timeout" else "budget_exceeded"
@@ -346,7 +430,8 @@ def _status(state: RunState) -> Status:
         return "budget_exceeded"
     if result is None or result.is_error:
         return "failed"
-    return "no_changes" if not state.changeset.changes else "completed"
+    changed = work.collected is not None and bool(work.collected.changeset.changes)
+    return "completed" if changed else "no_changes"
 
 
 def _agent_problem(agent: AgentOutcome | None) -> str:
@@ -362,9 +447,10 @@ def _agent_problem(agent: AgentOutcome | None) -> str:
     return ""
 
 
-def cost_report(state: RunState) -> CostReport:
+def cost_report(
+    config: RunConfig, agent: AgentOutcome | None, sandbox_seconds: float, table: PriceTable
+) -> CostReport:
     """Claude's cost (as Claude Code computed it, else from streamed usage) + the sandbox's."""
-    agent, table = state.agent, state.prices
     if agent is not None and agent.result is not None and agent.result.model_usage:
         by_model = cost_from_result_event(agent.result.model_usage, agent.result.total_cost_usd)
         estimated = False
@@ -373,23 +459,32 @@ def cost_report(state: RunState) -> CostReport:
         by_model = cost_from_streamed_usage(per_message, table)
         estimated = True
     # The local sandbox runs on the runner: no sandbox bill, whatever its size.
-    billed = state.config.backend == "e2b"
+    billed = config.backend == "e2b"
     return build_report(
         by_model,
-        sandbox_seconds=state.sandbox_seconds,
-        vcpus=state.config.sandbox_vcpus if billed else 0.0,
-        memory_gib=state.config.sandbox_memory_gib if billed else 0.0,
+        sandbox_seconds=sandbox_seconds,
+        vcpus=config.sandbox_vcpus if billed else 0.0,
+        memory_gib=config.sandbox_memory_gib if billed else 0.0,
         table=table,
         estimated=estimated,
     )
 
 
-def _plan_info(state: RunState) -> PlanInfo:
-    plan = state.config.plan
+def cost_warnings(report: CostReport) -> tuple[str, ...]:
+    """A warning per model whose tokens could not be priced (counted as $0)."""
+    return tuple(
+        f"no price is known for model {model!r}: its tokens are counted as $0 in the cost"
+        for model in unpriced_models(report.by_model)
+    )
+
+
+def plan_info(config: RunConfig) -> PlanInfo:
+    """The plan's checkbox counts before the run and, read back from the checkout, after."""
+    plan = config.plan
     after = plan.tasks.done
-    inside = plan_path_in_repo(state.config)
-    if inside is not None and (state.config.repo_dir / inside).is_file():
-        after = count_tasks((state.config.repo_dir / inside).read_text("utf-8")).done
+    inside = plan_path_in_repo(config)
+    if inside is not None and (config.repo_dir / inside).is_file():
+        after = count_tasks((config.repo_dir / inside).read_text("utf-8")).done
     return PlanInfo(
         path=str(plan.path),
         title=plan.display_title,
@@ -399,36 +494,40 @@ def _plan_info(state: RunState) -> PlanInfo:
     )
 
 
-def build_result(state: RunState) -> RunResult:
-    """Assemble the RunResult from what the steps recorded."""
-    config, agent = state.config, state.agent
-    applied = state.applied
-    changes = tuple(c.to_result() for c in applied.applied) if applied else ()
-    skipped = tuple(applied.skipped_result_list()) if applied else ()
+def _agent_info(agent: AgentOutcome | None) -> AgentInfo:
     result = agent.result if agent else None
+    return AgentInfo(
+        exit_code=agent.exit_code if agent else None,
+        num_turns=result.num_turns if result else 0,
+        session_id=agent.session_id if agent else "",
+        final_message=agent.final_message if agent else "",
+    )
+
+
+def build_result(
+    config: RunConfig, screened: Screened, work: SandboxWork, prices: PriceTable, started: float
+) -> RunResult:
+    """Assemble the RunResult from what the steps returned."""
+    agent = work.agent.outcome if work.agent else None
+    applied = work.collected.applied if work.collected else None
+    cost = cost_report(config, agent, work.sandbox_seconds, prices)
+    agent_warnings = work.agent.warnings if work.agent else ()
     return RunResult(
         run_id=config.run_id,
-        status=_status(state),
-        plan=_plan_info(state),
-        sandbox=SandboxInfo(
-            config.backend, state.sandbox_id, config.template, state.sandbox_seconds
-        ),
-        agent=AgentInfo(
-            exit_code=agent.exit_code if agent else None,
-            num_turns=result.num_turns if result else 0,
-            session_id=agent.session_id if agent else "",
-            final_message=agent.final_message if agent else "",
-        ),
-        verify=state.verify,
-        changes=changes,
-        skipped_changes=skipped,
-        cost=cost_report(state).to_result(),
+        status=run_status(screened, work),
+        plan=plan_info(config),
+        sandbox=SandboxInfo(config.backend, work.sandbox_id, config.template, work.sandbox_seconds),
+        agent=_agent_info(agent),
+        verify=work.verify,
+        changes=tuple(c.to_result() for c in applied.applied) if applied else (),
+        skipped_changes=tuple(applied.skipped_result_list()) if applied else (),
+        cost=cost.to_result(),
         timing=TimingInfo(
-            total_s=time.monotonic() - state.started,
-            upload_s=state.timing.get("upload_s", 0.0),
-            agent_s=state.timing.get("agent_s", 0.0),
-            download_s=state.timing.get("download_s", 0.0),
+            total_s=time.monotonic() - started,
+            upload_s=work.seconds.get("upload_s", 0.0),
+            agent_s=work.seconds.get("agent_s", 0.0),
+            download_s=work.seconds.get("download_s", 0.0),
         ),
-        warnings=tuple(state.warnings),
-        message=state.blocked or state.failure or _agent_problem(agent),
+        warnings=(*screened.warnings, *agent_warnings, *cost_warnings(cost)),
+        message=screened.blocked or work.error or _agent_problem(agent),
     )

@@ -1,0 +1,129 @@
+"""run_pipeline in-process: the real Claude Code CLI in the local sandbox, on a real checkout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from claude_e2b.config import Credentials, Overrides, build_run_config
+from claude_e2b.errors import SandboxError
+from claude_e2b.pipeline import run_pipeline
+from claude_e2b.plan import load_plan
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
+from tests.gitrepo import commit_all, git
+from tests.stand_ins.anthropic_server import ScriptedAnthropic
+
+SCENARIO = Path(__file__).parents[1] / "stand_ins" / "scenarios" / "add_edit_delete.yaml"
+KEY = "sk-ant-api03-pipeline-" + "5eed" * 10
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir()
+    (path / "README.md").write_text("# Demo\n\nHello world.\n")
+    (path / "obsolete.txt").write_text("remove me\n")
+    (path / "PLAN.md").write_text(
+        "---\ntitle: In-process plan\nverify: test -f hello.py\n---\n"
+        "Add hello.py.\n\n- [ ] Add hello.py\n- [ ] Later\n"
+    )
+    git(path, "init", "-q", "-b", "main")
+    commit_all(path, "init")
+    return path
+
+
+def run_config(repo: Path, out: Path, base_url: str, claude_bin: Path):
+    return build_run_config(
+        load_plan(repo / "PLAN.md"),
+        Overrides(backend="local"),
+        repo_dir=repo,
+        output_dir=out,
+        credentials=Credentials(anthropic_api_key=KEY, anthropic_base_url=base_url),
+        local_tools={"claude": claude_bin},
+        run_id="run-in-process",
+    )
+
+
+class Opened:
+    """A session factory that remembers the sessions it opened."""
+
+    def __init__(self) -> None:
+        self.sessions: list[SandboxSession] = []
+
+    def __call__(self, spec: SandboxSpec) -> SandboxSession:
+        session = open_session(spec)
+        self.sessions.append(session)
+        return session
+
+
+def test_pipeline_applies_the_agents_changes(tmp_path, localbox_registry, claude_bin):
+    """The whole run in one process: changes applied, verify run, cost exact, sandbox gone."""
+    repo = make_repo(tmp_path / "repo")
+    opened = Opened()
+    with ScriptedAnthropic(SCENARIO) as api:
+        config = run_config(repo, tmp_path / "out", api.url, claude_bin)
+        result = run_pipeline(config, opened)
+    assert result.status == "completed", result.message
+    assert 'print("Hello from the sandbox")' in (repo / "hello.py").read_text()
+    assert not (repo / "obsolete.txt").exists()
+    assert {c["path"]: c["status"] for c in result.changes} == {
+        "hello.py": "added",
+        "README.md": "modified",
+        "obsolete.txt": "deleted",
+        "PLAN.md": "modified",
+    }
+    assert result.verify is not None
+    assert (result.verify.command, result.verify.exit_code) == ("test -f hello.py", 0)
+    assert (result.plan.tasks_done_before, result.plan.tasks_done_after) == (0, 1)
+    assert result.cost["claude_usd"] > 0
+    assert result.timing.upload_s > 0
+    assert result.timing.agent_s > 0
+    assert result.timing.download_s > 0
+    assert result.sandbox.id == opened.sessions[0].sandbox_id
+    assert not opened.sessions[0].is_alive()
+    assert list(localbox_registry.glob("*.json")) == []
+    transcript = (tmp_path / "out" / "transcript.jsonl").read_text().splitlines()
+    assert json.loads(transcript[-1])["type"] == "result"
+
+
+def test_failed_download_keeps_agent_result_and_cost(tmp_path, localbox_registry, claude_bin):
+    """A fault while downloading the changes fails the run but keeps what the agent did cost."""
+    repo = make_repo(tmp_path / "repo")
+    opened = Opened()
+
+    def faulty(spec: SandboxSpec) -> SandboxSession:
+        session = opened(spec)
+
+        def broken(path: str, **_kwargs: object):
+            raise SandboxError(f"injected: cannot read {path}")
+
+        # Fault injection on the one call that brings the archive back.
+        session.read_stream = broken  # type: ignore[method-assign]
+        return session
+
+    with ScriptedAnthropic(SCENARIO) as api:
+        result = run_pipeline(run_config(repo, tmp_path / "out", api.url, claude_bin), faulty)
+    assert result.status == "failed"
+    assert "injected: cannot read /tmp/claude-e2b/changes.tar.zst" in result.message
+    assert result.agent.num_turns >= 5
+    assert result.cost["claude_usd"] > 0
+    assert result.verify is not None
+    assert result.verify.exit_code == 0
+    assert result.changes == ()
+    assert not (repo / "hello.py").exists()
+    assert not opened.sessions[0].is_alive()
+
+
+def test_blocked_run_opens_no_sandbox(tmp_path, localbox_registry, claude_bin):
+    """With `secrets: fail` and a secret in the checkout, no sandbox is ever opened."""
+    repo = make_repo(tmp_path / "repo")
+    plan = repo / "PLAN.md"
+    plan.write_text(plan.read_text().replace("title:", "secrets: fail\ntitle:"))
+    (repo / "config.py").write_text('TOKEN = "ghp_' + "A1b2C3d4E5" * 3 + 'abcdef"\n')
+    commit_all(repo, "secret")
+    opened = Opened()
+    result = run_pipeline(
+        run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), opened
+    )
+    assert result.status == "blocked"
+    assert opened.sessions == []
+    assert result.warnings
+    assert all(w.startswith("secret found before upload: config.py:1:") for w in result.warnings)
