@@ -43,7 +43,7 @@ from claude_e2b.cost import (
 from claude_e2b.errors import ClaudeE2BError, SyncError
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import get_logger
-from claude_e2b.plan import count_tasks
+from claude_e2b.tasks import count_tasks
 from claude_e2b.result import (
     AgentInfo,
     PlanInfo,

@@ -1,4 +1,4 @@
-"""Plan files: front matter validation with file:line problems, the body, task counting."""
+"""Plan files: front matter validation with file:line problems, the body, its tasks."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from types import MappingProxyType
 import pytest
 
 from claude_e2b.errors import PlanError
+from claude_e2b.front_matter import PLAN_KEYS
 from claude_e2b.plan import (
-    PLAN_KEYS,
     Plan,
-    TaskCount,
     check_plan_file,
-    count_tasks,
     load_plan,
     parse_plan,
 )
+from claude_e2b.tasks import TaskCount
 
 PATH = Path("plans/fix.md")
 
@@ -555,29 +554,6 @@ def test_load_plan_reads_a_file(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- task counting
-
-
-@pytest.mark.parametrize(
-    ("markdown", "expected"),
-    [
-        ("", TaskCount(0, 0)),
-        ("- [ ] a\n- [x] b\n", TaskCount(1, 2)),
-        ("* [X] a\n+ [ ] b\n", TaskCount(1, 2)),
-        ("1. [ ] a\n2) [x] b\n10. [X] c\n", TaskCount(2, 3)),
-        ("- [ ] a\n  - [x] nested\n    * [ ] deeper\n", TaskCount(1, 3)),
-        ("```\n- [ ] code\n```\n- [ ] real\n", TaskCount(0, 1)),
-        ("~~~md\n- [x] code\n~~~\n", TaskCount(0, 0)),
-        ("````\n```\n- [ ] still code\n```\n````\n- [x] out\n", TaskCount(1, 1)),
-        ("- [ ] a\n  ```\n  - [ ] fenced in a list\n  ```\n", TaskCount(0, 1)),
-        ("```\n- [ ] unclosed fence\n", TaskCount(0, 0)),
-        ("- [] no\n-[ ] no\n- [y] no\n[ ] no\ntext - [ ] no\n", TaskCount(0, 0)),
-        ("- [ ]\n", TaskCount(0, 1)),
-        ("- [x]tight is not a task\n", TaskCount(0, 0)),
-    ],
-)
-def test_count_tasks(markdown: str, expected: TaskCount) -> None:
-    """GitHub task-list items are counted; fenced code is not."""
-    assert count_tasks(markdown) == expected
 
 
 def test_plan_tasks_come_from_the_body_only() -> None:

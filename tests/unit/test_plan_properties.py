@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_e2b.errors import PlanError
-from claude_e2b.plan import SECRET_POLICIES, Plan, parse_plan
+from claude_e2b.front_matter import SECRET_POLICIES
+from claude_e2b.plan import Plan, parse_plan
 
 PATH = Path("plan.md")
 PROBLEM = re.compile(r"^.+:\d+: .+$")

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sysconfig
 import textwrap
+import tomllib
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from claude_e2b.sync.secrets import (
+    _SPECS,
     RULE_NAMES,
     RUN_SECRET_RULE,
     SecretHit,
     SecretScanner,
+    _parse_rules,
     scan_tree,
 )
 from tests.unit.secret_corpus import POSITIVES, Example, filler_line, negatives
@@ -251,3 +256,46 @@ def test_few_hits_in_real_site_packages() -> None:
     for hit in hits:
         print(hit)
     assert len(hits) <= SITE_PACKAGES_MAX_HITS
+
+
+def test_rules_file_ships_in_the_package_and_every_rule_compiles() -> None:
+    """Each [[rules]] of data/secret_rules.toml has its fields and compiles, expanded."""
+    rules_file = resources.files("claude_e2b.data").joinpath("secret_rules.toml")
+    assert rules_file.is_file()
+    entries = tomllib.loads(rules_file.read_text("utf-8"))["rules"]
+    assert [e["name"] for e in entries] == [spec.name for spec in _SPECS]
+    for entry, spec in zip(entries, _SPECS, strict=True):
+        assert {"name", "anchors", "pattern"} <= entry.keys(), spec.name
+        assert entry.keys() <= {"name", "anchors", "pattern", "need"}, spec.name
+        assert spec.anchors, spec.name
+        assert all(isinstance(a, str) and a for a in entry["anchors"]), spec.name
+        assert set(spec.need) <= set("Aa0"), spec.name
+        assert not re.search(r"\{[A-Z]", spec.pattern), spec.name  # every fragment expanded
+        assert "s" in re.compile(spec.pattern.encode()).groupindex, spec.name
+
+
+RULE = 'name = "acme"\nanchors = ["acme_"]\npattern = \'{L}acme_(?P<s>[0-9]{8})\'\n'
+
+
+def test_rules_file_fragments_expand_in_patterns() -> None:
+    """{NAME} in a pattern is replaced by the fragment; regex braces are kept."""
+    (spec,) = _parse_rules(f"[fragments]\nL = '^'\n[[rules]]\n{RULE}need = 'a0'\n")
+    assert (spec.name, spec.anchors, spec.need) == ("acme", ("acme_",), "a0")
+    assert spec.pattern == "^acme_(?P<s>[0-9]{8})"
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("[[rules]]\nname = 'acme'\nanchors = ['acme_']\n", "acme"),
+        (f"[fragments]\nL = ''\n[[rules]]\n{RULE}flags = 'i'\n", "flags"),
+        (f"[fragments]\nL = ''\n[[rules]]\n{RULE}need = 'x'\n", "acme"),
+        (f"[fragments]\nL = ''\n[[rules]]\n{RULE}".replace('"acme_"', ""), "acme"),
+        (f"[fragments]\nLEFT = ''\n[[rules]]\n{RULE}", "{L}"),
+    ],
+    ids=["no-pattern", "unknown-field", "bad-need", "no-anchor", "unknown-fragment"],
+)
+def test_malformed_rule_is_a_value_error_naming_it(text: str, complaint: str) -> None:
+    """A rule with a missing, unknown or wrong field, or an unknown fragment, is refused."""
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        _parse_rules(text)

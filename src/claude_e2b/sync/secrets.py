@@ -11,6 +11,9 @@ Two passes, because precise regexes are slow and secrets are rare:
    (``pattern.match(data, pos)``), followed by a placeholder check, so the cost of
    a rule is paid only where its prefix occurs.
 
+The rules are data, ``data/secret_rules.toml`` in the package, read at import,
+so users can read exactly what is searched for.
+
 Files are scanned as bytes, never decoded.  A file with a NUL byte in its first
 8 KiB is binary: it is searched only for the run's own secret values, since a
 binary can hold one (a cache, a ``.pyc``) but the token formats would misfire.
@@ -24,11 +27,13 @@ from __future__ import annotations
 import re
 import stat
 import threading
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 import hyperscan
 
@@ -47,14 +52,16 @@ _EXTRA_REACH: Final = 4096
 
 RUN_SECRET_RULE: Final = "run-secret"  # noqa: S105 - a rule name, not a password
 
-# Left and right edges of a token: not glued to more token characters, so a
-# substring of a longer identifier or base64 blob is not taken for a token.
-_L = r"(?<![A-Za-z0-9_])"
-_LB64 = r"(?<![A-Za-z0-9+/_-])"
-_R = r"(?![A-Za-z0-9_])"
-_RDASH = r"(?![A-Za-z0-9_-])"
-# "key = value" in every syntax we meet: .env, YAML, JSON, Python, TOML, shell, Ruby.
-_ASSIGN = r"""[\w.-]*["'\]]{0,3}\s*(?::=|=>|[:=])\s*["']?"""
+# The built-in rules are data, shipped in the package where users can read them.
+_RULES_FILE: Final = "secret_rules.toml"
+_REQUIRED_KEYS: Final = frozenset({"name", "anchors", "pattern"})
+_RULE_KEYS: Final = _REQUIRED_KEYS | {"need"}
+# {NAME} in a rule's pattern is a fragment of the file; regex braces hold digits.
+_FRAGMENT: Final = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
+_FIELDS_WANTED: Final = (
+    "name (a string), anchors (a list of non-empty strings), pattern (a string)"
+    ' and optionally need (made of "A", "a", "0")'
+)
 
 
 @dataclass(frozen=True)
@@ -72,278 +79,52 @@ class _RuleSpec:
     need: str = ""
 
 
-def _spec(name: str, anchors: str, pattern: str, need: str = "") -> _RuleSpec:
-    return _RuleSpec(name, tuple(anchors.split()), pattern, need)
+def _load_specs() -> tuple[_RuleSpec, ...]:
+    """The built-in rules, from ``data/secret_rules.toml`` in the package, in file order."""
+    text = resources.files("claude_e2b.data").joinpath(_RULES_FILE).read_text("utf-8")
+    return _parse_rules(text)
 
 
-_HEX32 = r"[0-9a-f]{32}"
-_B62 = "[A-Za-z0-9]"
+def _parse_rules(text: str) -> tuple[_RuleSpec, ...]:
+    """The ``[[rules]]`` of a rules file, with their patterns' fragments expanded.
 
-_SPECS: Final[tuple[_RuleSpec, ...]] = (
-    # --- cloud providers ---
-    _spec(
-        "aws-access-key-id",
-        "AKIA ASIA ABIA ACCA",
-        r"(?<![A-Za-z0-9])(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?![A-Za-z0-9])",
-    ),
-    _spec(
-        "aws-secret-access-key",
-        "secret_access_key SECRET_ACCESS_KEY SecretAccessKey secretAccessKey "
-        "secret-access-key aws_secret_key AWS_SECRET_KEY",
-        rf"(?i:secret[_-]?access[_-]?key|aws_secret_key){_ASSIGN}"
-        r"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-        need="Aa0",
-    ),
-    _spec(
-        "gcp-service-account-key",
-        '"private_key"',
-        r'"private_key"\s*:\s*"-----BEGIN PRIVATE KEY-----\\n(?P<s>[A-Za-z0-9+/]{40})',
-    ),
-    _spec("gcp-api-key", "AIza", rf"{_L}AIza(?P<s>[0-9A-Za-z_-]{{35}}){_RDASH}"),
-    _spec(
-        "google-oauth-client-secret", "GOCSPX-", rf"{_L}GOCSPX-(?P<s>[A-Za-z0-9_-]{{28}}){_RDASH}"
-    ),
-    _spec("google-oauth-refresh-token", "1//0", r"(?<![\w/])1//0(?P<s>[A-Za-z0-9_-]{40,})"),
-    _spec("google-oauth-access-token", "ya29.", rf"{_L}ya29\.(?P<s>[A-Za-z0-9_-]{{50,}})"),
-    _spec(
-        "azure-storage-connection-string",
-        "AccountKey=",
-        r"AccountKey=(?P<s>[A-Za-z0-9+/]{86}==)",
-    ),
-    _spec(
-        "azure-ad-client-secret",
-        "Q~",
-        r"(?<=[A-Za-z0-9_~.]{3}[0-9])(?<![A-Za-z0-9_~.-][A-Za-z0-9_~.]{3}[0-9])"
-        r"Q~(?P<s>[A-Za-z0-9_~.-]{31,34})(?![A-Za-z0-9_~.-])",
-        need="Aa0",
-    ),
-    _spec("alibaba-access-key-id", "LTAI", rf"{_LB64}LTAI(?P<s>{_B62}{{20}}){_R}", need="Aa0"),
-    _spec(
-        "digitalocean-token",
-        "dop_v1_ doo_v1_ dor_v1_",
-        rf"{_L}do[opr]_v1_(?P<s>[0-9a-f]{{64}}){_R}",
-    ),
-    _spec("heroku-api-key", "HRKU-", rf"{_L}HRKU-(?P<s>[A-Za-z0-9_-]{{40,}})"),
-    _spec(
-        "heroku-api-key",
-        "heroku HEROKU Heroku",
-        rf"(?i:heroku)[\w.-]{{0,20}}?(?i:key|token|secret){_ASSIGN}"
-        r"(?P<s>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f])",
-    ),
-    _spec("databricks-token", "dapi", rf"{_L}dapi(?P<s>{_HEX32})(?:-[0-9])?{_R}"),
-    _spec("fly-io-token", "fm1_ fm2_", rf"{_L}fm[12]_(?P<s>[A-Za-z0-9+/]{{100,}})"),
-    _spec("render-api-key", "rnd_", rf"{_L}rnd_(?P<s>{_B62}{{32}}){_R}", need="Aa0"),
-    _spec("supabase-token", "sbp_", rf"{_L}sbp_(?P<s>[0-9a-f]{{40}}){_R}"),
-    _spec(
-        "planetscale-token",
-        "pscale_tkn_ pscale_pw_ pscale_oauth_",
-        rf"{_L}pscale_(?:tkn|pw|oauth)_(?P<s>[A-Za-z0-9_.-]{{32,64}})",
-    ),
-    _spec(
-        "tailscale-key",
-        "tskey-",
-        rf"{_L}tskey-(?:auth|api|client|scim|webhook)-(?P<s>{_B62}{{10,}}-{_B62}{{20,}})",
-    ),
-    _spec("vault-token", "hvs. hvb.", rf"{_L}hv[sb]\.(?P<s>[A-Za-z0-9_-]{{90,}})"),
-    _spec("doppler-token", "dp.", rf"{_L}dp\.(?:pt|st|sa|ct)\.(?P<s>{_B62}{{40,44}}){_R}"),
-    _spec("pulumi-token", "pul-", rf"{_L}pul-(?P<s>[0-9a-f]{{40}}){_R}"),
-    _spec(
-        "terraform-cloud-token",
-        ".atlasv1.",
-        r"(?<=[A-Za-z0-9]{14})\.atlasv1\.(?P<s>[A-Za-z0-9_=-]{60,70})",
-    ),
-    # --- code hosting, CI and package registries ---
-    _spec(
-        "github-token",
-        "ghp_ gho_ ghu_ ghs_ ghr_",
-        rf"{_L}gh[pousr]_(?P<s>{_B62}{{36}}){_R}",
-    ),
-    _spec(
-        "github-fine-grained-pat",
-        "github_pat_",
-        rf"{_L}github_pat_(?P<s>{_B62}{{22}}_{_B62}{{59}}){_R}",
-    ),
-    _spec(
-        "gitlab-token",
-        "glpat- gldt- glrt- glptt- glft- glcbt- glsoat- glimt-",
-        rf"{_L}gl(?:pat|dt|rt|ptt|ft|cbt|soat|imt)-(?P<s>[A-Za-z0-9_-]{{20,}})",
-    ),
-    _spec("bitbucket-token", "ATBB", rf"{_LB64}ATBB(?P<s>[A-Za-z0-9_=.-]{{32,}})", need="Aa0"),
-    _spec("atlassian-api-token", "ATATT3", rf"{_LB64}ATATT3(?P<s>[A-Za-z0-9_=-]{{60,}})"),
-    _spec("npm-token", "npm_", rf"{_L}npm_(?P<s>{_B62}{{36}}){_R}", need="Aa0"),
-    _spec(
-        "pypi-token",
-        "pypi-AgE",
-        r"pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)(?P<s>[A-Za-z0-9_-]{50,})",
-    ),
-    _spec("rubygems-token", "rubygems_", rf"{_L}rubygems_(?P<s>[0-9a-f]{{48}}){_R}"),
-    _spec("nuget-api-key", "oy2", rf"{_L}oy2(?P<s>[a-z0-9]{{43}}){_R}", need="a0"),
-    _spec("docker-hub-token", "dckr_pat_", rf"{_L}dckr_pat_(?P<s>[A-Za-z0-9_-]{{27,}})"),
-    _spec("buildkite-token", "bkua_", rf"{_L}bkua_(?P<s>[0-9a-f]{{40}}){_R}"),
-    _spec("postman-api-key", "PMAK-", rf"{_L}PMAK-(?P<s>[0-9a-f]{{24}}-[0-9a-f]{{34}}){_R}"),
-    _spec("figma-token", "figd_", rf"{_L}figd_(?P<s>[A-Za-z0-9_-]{{40,}})"),
-    _spec("prefect-api-key", "pnu_", rf"{_L}pnu_(?P<s>{_B62}{{36}}){_R}", need="Aa0"),
-    _spec("contentful-token", "CFPAT-", rf"{_L}CFPAT-(?P<s>[A-Za-z0-9_-]{{43}}){_RDASH}"),
-    # --- AI services ---
-    _spec(
-        "anthropic-api-key",
-        "sk-ant-",
-        rf"{_L}sk-ant-(?:api|oat|admin|ort|sid)[0-9]{{2}}-(?P<s>[A-Za-z0-9_-]{{32,}})",
-    ),
-    _spec(
-        "openai-api-key",
-        "sk-proj- sk-svcacct- sk-admin- sk-None-",
-        rf"{_L}sk-(?:proj|svcacct|admin|None)-(?P<s>[A-Za-z0-9_-]{{32,}})",
-    ),
-    # Legacy keys are sk- + 48 characters with "OpenAI" in base64 in the middle.
-    _spec(
-        "openai-api-key",
-        "T3BlbkFJ",
-        r"(?<=sk-[A-Za-z0-9]{20})(?<![A-Za-z0-9_-]sk-[A-Za-z0-9]{20}T)"
-        r"T3BlbkFJ(?P<s>[A-Za-z0-9]{20})(?![A-Za-z0-9])",
-    ),
-    _spec("openrouter-api-key", "sk-or-v1-", rf"{_L}sk-or-v1-(?P<s>[0-9a-f]{{64}}){_R}"),
-    _spec("e2b-api-key", "e2b_", r"(?<![A-Za-z0-9])e2b_(?P<s>[0-9a-f]{32,})(?![A-Za-z0-9])"),
-    _spec("huggingface-token", "hf_", rf"{_L}hf_(?P<s>{_B62}{{34,}}){_R}", need="Aa"),
-    _spec(
-        "huggingface-token",
-        "api_org_",
-        rf"{_L}api_org_(?P<s>{_B62}{{34}}){_R}",
-        need="Aa",
-    ),
-    _spec("replicate-token", "r8_", rf"{_L}r8_(?P<s>{_B62}{{37}}){_R}", need="Aa0"),
-    _spec("groq-api-key", "gsk_", rf"{_L}gsk_(?P<s>{_B62}{{52}}){_R}", need="Aa0"),
-    _spec("perplexity-api-key", "pplx-", rf"{_L}pplx-(?P<s>{_B62}{{48}}){_R}", need="Aa0"),
-    _spec("xai-api-key", "xai-", rf"{_L}xai-(?P<s>{_B62}{{80}}){_R}", need="Aa0"),
-    _spec(
-        "langsmith-api-key",
-        "lsv2_pt_ lsv2_sk_",
-        rf"{_L}lsv2_(?:pt|sk)_(?P<s>{_HEX32}_[0-9a-f]{{10}}){_R}",
-    ),
-    # --- messaging, payments, SaaS ---
-    _spec(
-        "slack-token",
-        "xoxb- xoxp- xoxa- xoxr- xoxs- xoxe- xoxo-",
-        rf"{_L}xox[abeoprs]-(?P<s>[0-9]+-[0-9A-Za-z-]{{20,}})",
-    ),
-    _spec(
-        "slack-app-token",
-        "xapp-",
-        rf"{_L}xapp-[0-9]-(?P<s>[A-Z0-9]{{9,}}-[0-9]{{10,}}-[0-9a-f]{{32,}})",
-    ),
-    _spec(
-        "slack-webhook-url",
-        "hooks.slack.com/",
-        r"hooks\.slack\.com/(?:services|workflows|triggers)/"
-        r"(?P<s>[A-Za-z0-9]{8,}/[A-Za-z0-9]{8,}/[A-Za-z0-9]{16,})",
-    ),
-    _spec(
-        "discord-bot-token",
-        "discord Discord DISCORD",
-        r"(?i:discord)[^\n]{0,64}?(?<![A-Za-z0-9_-])"
-        r"(?P<s>[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40})"
-        r"(?![A-Za-z0-9_-])",
-        need="Aa",
-    ),
-    _spec(
-        "discord-webhook-url",
-        "discord.com/api/webhooks/ discordapp.com/api/webhooks/",
-        r"discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/(?P<s>[A-Za-z0-9_-]{60,70})",
-    ),
-    _spec(
-        "telegram-bot-token",
-        ":AA",
-        r"(?<=[0-9]{8}):AA(?P<s>[A-Za-z0-9_-]{33})(?![A-Za-z0-9_-])",
-        need="Aa",
-    ),
-    _spec(
-        "twilio-api-key",
-        "SK",
-        r"(?<![A-Za-z0-9])SK(?P<s>[0-9a-f]{32})(?![A-Za-z0-9])",
-        need="a0",
-    ),
-    _spec(
-        "twilio-auth-token",
-        "twilio TWILIO Twilio",
-        rf"(?i:twilio)[\w.-]{{0,20}}?(?i:auth|token|secret){_ASSIGN}"
-        r"(?P<s>[0-9a-f]{32})(?![0-9A-Za-z])",
-        need="a0",
-    ),
-    _spec(
-        "sendgrid-api-key",
-        "SG.",
-        rf"{_L}SG\.(?P<s>[A-Za-z0-9_-]{{22}}\.[A-Za-z0-9_-]{{43}}){_RDASH}",
-    ),
-    _spec("mailgun-api-key", "key-", rf"(?<![\w-])key-(?P<s>{_HEX32}){_R}", need="a0"),
-    _spec("stripe-secret-key", "sk_live_ rk_live_", rf"{_L}[sr]k_live_(?P<s>{_B62}{{20,}}){_R}"),
-    _spec("stripe-webhook-secret", "whsec_", rf"{_L}whsec_(?P<s>[A-Za-z0-9+/=]{{32,}})"),
-    _spec(
-        "square-token",
-        "sq0atp- sq0csp-",
-        rf"{_L}sq0(?:atp-(?P<s>[A-Za-z0-9_-]{{22}})|csp-[A-Za-z0-9_-]{{43}}){_RDASH}",
-    ),
-    _spec("square-token", "EAAA", rf"{_LB64}EAAA(?P<s>[A-Za-z0-9_-]{{60}}){_RDASH}", need="Aa0"),
-    _spec(
-        "shopify-token",
-        "shpat_ shpca_ shppa_ shpss_",
-        rf"{_L}shp(?:at|ca|pa|ss)_(?P<s>[0-9a-fA-F]{{32}}){_R}",
-    ),
-    _spec("linear-api-key", "lin_api_", rf"{_L}lin_api_(?P<s>{_B62}{{40}}){_R}", need="Aa0"),
-    _spec("notion-token", "ntn_", rf"{_L}ntn_(?P<s>[0-9]{{11}}{_B62}{{35}}){_R}"),
-    _spec("notion-token", "secret_", rf"{_L}secret_(?P<s>{_B62}{{43}}){_R}", need="Aa0"),
-    _spec("newrelic-api-key", "NRAK-", rf"{_L}NRAK-(?P<s>[A-Z0-9]{{27}}){_R}", need="A0"),
-    _spec(
-        "dynatrace-token",
-        "dt0c01.",
-        rf"{_L}dt0c01\.(?P<s>[A-Z0-9]{{24}}\.[A-Z0-9]{{64}}){_R}",
-    ),
-    _spec(
-        "grafana-token",
-        "glc_ glsa_",
-        rf"{_L}gl(?:c_(?P<s>[A-Za-z0-9+/]{{32,}}={{0,2}})|sa_{_B62}{{32}}_[0-9a-fA-F]{{8}})",
-    ),
-    _spec(
-        "sentry-token",
-        "sntrys_ sntryu_",
-        rf"{_L}sntry[su]_(?P<s>[A-Za-z0-9+/=_-]{{40,}})",
-    ),
-    _spec(
-        "firebase-cloud-messaging-key",
-        ":APA91b",
-        r"(?<=AAAA[A-Za-z0-9_-]{7}):APA91b(?P<s>[A-Za-z0-9_-]{100,})",
-    ),
-    _spec(
-        "mapbox-secret-token",
-        "sk.eyJ",
-        rf"{_L}sk\.eyJ[A-Za-z0-9_-]{{40,}}\.(?P<s>[A-Za-z0-9_-]{{20,}})",
-    ),
-    # --- generic but unambiguous shapes ---
-    _spec(
-        "private-key",
-        "-----BEGIN",
-        r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:\s|\\[rn]|(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset): [^\r\n\\]*)+"
-        r"(?P<s>[A-Za-z0-9+/]{40})",
-    ),
-    _spec(
-        "age-secret-key",
-        "AGE-SECRET-KEY-1",
-        r"AGE-SECRET-KEY-1(?P<s>[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})",
-    ),
-    _spec(
-        "jwt",
-        "eyJ",
-        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\."
-        r"(?P<s>[A-Za-z0-9_-]{16,})",
-    ),
-    _spec(
-        "url-credentials",
-        "://",
-        r"(?<=[A-Za-z0-9])://(?P<u>[^\s:/?#@'\"`<>{}\[\]()\\$%,;=|]{0,64})"
-        r":(?P<s>(?:[^\s:/?#@'\"`<>{}\[\]()\\$%,;|*]|%[0-9A-Fa-f]{2}){4,128})"
-        r"@(?=[A-Za-z0-9\[])",
-    ),
-)
+    Raises ValueError (naming the rule) for a missing, unknown or mistyped field
+    or an unknown fragment, and tomllib.TOMLDecodeError for text that is not TOML.
+    """
+    data = tomllib.loads(text)
+    fragments: dict[str, str] = data.get("fragments", {})
+    return tuple(_parse_rule(entry, fragments) for entry in data.get("rules", []))
+
+
+def _parse_rule(entry: dict[str, Any], fragments: Mapping[str, str]) -> _RuleSpec:
+    if not (_REQUIRED_KEYS <= entry.keys() <= _RULE_KEYS and _well_typed(entry)):
+        fields = ", ".join(sorted(entry))
+        raise ValueError(f"secret rule {entry.get('name')!r} has {fields}; want {_FIELDS_WANTED}")
+    name = entry["name"]
+    pattern = _FRAGMENT.sub(lambda m: _fragment(fragments, m[1], name), entry["pattern"])
+    return _RuleSpec(name, tuple(entry["anchors"]), pattern, entry.get("need", ""))
+
+
+def _well_typed(entry: dict[str, Any]) -> bool:
+    anchors, need = entry["anchors"], entry.get("need", "")
+    return (
+        isinstance(entry["name"], str)
+        and isinstance(entry["pattern"], str)
+        and isinstance(anchors, list)
+        and bool(anchors)
+        and all(isinstance(anchor, str) and anchor for anchor in anchors)
+        and isinstance(need, str)
+        and set(need) <= set("Aa0")
+    )
+
+
+def _fragment(fragments: Mapping[str, str], key: str, rule: str) -> str:
+    if key not in fragments:
+        raise ValueError(f"secret rule {rule!r} uses {{{key}}}, which [fragments] lacks")
+    return fragments[key]
+
+
+_SPECS: Final[tuple[_RuleSpec, ...]] = _load_specs()
 
 RULE_NAMES: Final[tuple[str, ...]] = tuple(
     dict.fromkeys([*(s.name for s in _SPECS), RUN_SECRET_RULE])
