@@ -1,24 +1,32 @@
 """envd's HTTP ``/files`` API: streamed download (GET) and upload (POST).
 
 Bodies go through in chunks both ways, so memory stays flat whatever the file
-size. Errors are envd's JSON ``{"message", "code"}`` with the status the SDK maps:
-400 bad path, 401 unknown user, 404 missing file, 500 (injected) server error.
+size (python-multipart's streaming parser hands each part's bytes straight to its
+file). Errors are envd's JSON ``{"message", "code"}`` with the status the SDK maps:
+400 bad path or body, 401 unknown user, 404 missing file, 500 (injected) server error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
+
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
 
 from .faults import Faults
 from .filesystem import chown_to, make_dirs
-from .multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart, boundary_of
 from .paths import PathEscapeError, SandboxFS, absolute
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,6 +35,12 @@ Send = Callable[[Message], Awaitable[None]]
 OwnerOf = Callable[[str], "int | None"]
 
 _CHUNK = 1024 * 1024
+# A part's headers are a few hundred bytes; a long path with escapes stays far below.
+_MAX_HEADER_BYTES = 64 * 1024
+_MAX_HEADERS = 64
+# httpx (HTML5 form encoding) writes these as %XX in a filename; parse_options_header
+# already undid its other escape (a doubled backslash).
+_ESCAPED = re.compile(r"%(22|[01][0-9A-Fa-f])")
 
 
 class EnvdHTTPError(Exception):
@@ -163,16 +177,13 @@ class FilesAPI:
     async def _upload_multipart(
         self, scope: Scope, body: Body, params: dict[str, str], user: str
     ) -> list[str]:
-        try:
-            parser = MultipartParser(boundary_of(header(scope, b"content-type")))
-        except MultipartError as exc:
-            raise EnvdHTTPError(400, str(exc)) from exc
         parts = _Parts(self, params.get("path"), user)
         try:
+            parser = multipart_parser(header(scope, b"content-type"), parts.callbacks())
             async for chunk in body.chunks():
-                for event in parser.feed(chunk):
-                    parts.handle(event)
-        except MultipartError as exc:
+                parser.write(chunk)
+            parser.finalize()
+        except FormParserError as exc:
             raise EnvdHTTPError(400, str(exc)) from exc
         finally:
             parts.abort()
@@ -219,22 +230,53 @@ class FilesAPI:
 
 
 class _Parts:
-    """The files of one multipart upload, written as their parts arrive."""
+    """The files of one multipart upload, written as the parser hands over their parts."""
 
     def __init__(self, api: FilesAPI, path: str | None, user: str) -> None:
         self._api = api
         self._path = path
         self._user = user
+        self._name = bytearray()
+        self._value = bytearray()
+        self._disposition: bytes | None = None
         self._writer: _PartWriter | None = None
         self.written: list[str] = []
 
-    def handle(self, event: PartStart | PartData | PartEnd) -> None:
-        """Open, fill or finish the file of the current part."""
-        if isinstance(event, PartStart):
-            self._writer = self._api.open_part(self._path or event.filename or "", self._user)
-        elif isinstance(event, PartData) and self._writer is not None:
-            self._writer.write(event.data)
-        elif isinstance(event, PartEnd) and self._writer is not None:
+    def callbacks(self) -> MultipartCallbacks:
+        """The parser callbacks that fill this upload's files."""
+        return {
+            "on_part_begin": self._begin_part,
+            "on_header_begin": self._begin_header,
+            "on_header_field": lambda data, start, end: self._name.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self._end_header,
+            "on_headers_finished": self._open,
+            "on_part_data": self._write,
+            "on_part_end": self._close,
+        }
+
+    def _begin_part(self) -> None:
+        self._disposition = None
+
+    def _begin_header(self) -> None:
+        self._name.clear()
+        self._value.clear()
+
+    def _end_header(self) -> None:
+        # The first Content-Disposition counts, as before.
+        if self._name.lower() == b"content-disposition" and self._disposition is None:
+            self._disposition = bytes(self._value)
+
+    def _open(self) -> None:
+        filename = filename_of(self._disposition or b"")
+        self._writer = self._api.open_part(self._path or filename or "", self._user)
+
+    def _write(self, data: bytes, start: int, end: int) -> None:
+        if self._writer is not None:
+            self._writer.write(memoryview(data)[start:end])
+
+    def _close(self) -> None:
+        if self._writer is not None:
             self.written.append(self._writer.close())
             self._writer = None
 
@@ -242,6 +284,29 @@ class _Parts:
         """Close a file left half-written by a failed upload."""
         if self._writer is not None:
             self._writer.abort()
+
+
+def multipart_parser(content_type: str, callbacks: MultipartCallbacks) -> MultipartParser:
+    """A streaming parser for a multipart/form-data body.
+
+    Raises FormParserError when the Content-Type has no usable boundary.
+    """
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise FormParserError("multipart body without boundary")
+    return MultipartParser(
+        boundary, callbacks, max_header_count=_MAX_HEADERS, max_header_size=_MAX_HEADER_BYTES
+    )
+
+
+def filename_of(disposition: bytes) -> str | None:
+    """The filename parameter of a part's Content-Disposition, unescaped (None if absent)."""
+    raw = parse_options_header(disposition)[1].get(b"filename")
+    if raw is None:
+        return None
+    # httpx sends the header as UTF-8; parse_options_header decoded it as latin-1.
+    name = raw.decode("utf-8", "replace")
+    return _ESCAPED.sub(lambda match: chr(int(match.group(1), 16)), name)
 
 
 class _PartWriter:
@@ -259,7 +324,7 @@ class _PartWriter:
     def failing(cls, sandbox_path: str) -> _PartWriter:
         return cls(None, sandbox_path)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self._handle is not None:
             self._handle.write(data)
 
