@@ -18,7 +18,7 @@ the same loop and alternately:
   tar | zstd stream), in its own child process, without the change round trip.
 
 Once per invocation (unless --no-sweeps), one upload each: pack group sizes
-(gitpack's default ``group_bytes``), checkout workers (``upload.CHECKOUT_CONFIG``),
+(gitpack's default ``group_bytes``), checkout workers (``upload_scripts.CHECKOUT_CONFIG``),
 the non-streaming variant (verify and take in after the upload: phases apart) and
 zstd levels of the tar-only path. Also secret-scan throughput over the selection
 and history bundle sizes. Writes bench/results/sync.json and prints the Markdown
@@ -48,8 +48,9 @@ import shlex  # noqa: E402
 import structlog  # noqa: E402
 
 from bench.gen_repo import ensure_repo  # noqa: E402
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost  # noqa: E402
 from claude_e2b.sandbox.session import SandboxSpec, open_session  # noqa: E402
-from claude_e2b.sync import gitpack, upload  # noqa: E402
+from claude_e2b.sync import gitpack, tarstream, upload, upload_scripts  # noqa: E402
 from claude_e2b.sync.apply import ApplyPolicy, apply_changes, verify_archive  # noqa: E402
 from claude_e2b.sync.changes import (  # noqa: E402
     detect_script,
@@ -99,8 +100,8 @@ def _patch_group_bytes(group_bytes: int) -> None:
 
 
 def _patch_checkout_workers(workers: int) -> None:
-    kept = tuple(c for c in upload.CHECKOUT_CONFIG if not c.startswith("checkout.workers="))
-    upload.CHECKOUT_CONFIG = (*kept, f"checkout.workers={workers}")
+    kept = tuple(c for c in upload_scripts.CHECKOUT_CONFIG if not c.startswith("checkout.workers="))
+    upload_scripts.CHECKOUT_CONFIG = (*kept, f"checkout.workers={workers}")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -110,7 +111,9 @@ def child(args: argparse.Namespace) -> None:
     if args.checkout_workers is not None:
         _patch_checkout_workers(args.checkout_workers)
     out: dict[str, object] = {"rss_before_mb": _vm_hwm_kb() / 1024}
-    session = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=900))
+    state = Path(tempfile.mkdtemp(prefix="bench-state-", dir=CACHE))
+    host = LocalBoxHost(state / "localbox", os.environ)
+    session = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=900), host)
     try:
         out["rss_after_session_mb"] = _vm_hwm_kb() / 1024
         started = time.monotonic()
@@ -338,7 +341,7 @@ def _summary(outs: list[dict[str, object]], baseline_s: float) -> dict[str, obje
         "packs": reports[-1]["packs"],
         "packed_files": reports[-1]["packed_files"],
         "chunks": reports[-1]["chunks"],
-        "resent_chunks": [r["resent_chunks"] for r in reports],
+        "resends": [r["resends"] for r in reports],
         "report": reports[-1],
         "ratio": median([o["upload_s"] for o in outs]) / baseline_s,
     }
@@ -479,7 +482,7 @@ def markdown(result: dict[str, object]) -> str:
             lines.append(_variant_row(f"pack group {row['group_mb']} MiB{mark}", row))
         for row in s["checkout_workers"]:
             workers = f"checkout.workers={row['checkout_workers']}"
-            mark = " (default)" if workers in upload.CHECKOUT_CONFIG else ""
+            mark = " (default)" if workers in upload_scripts.CHECKOUT_CONFIG else ""
             lines.append(_variant_row(f"{workers}{mark}", row))
         lines.append(_variant_row("no streaming (phases apart)", s["no_stream"]))
         for row in s["tar_level"]:
@@ -519,7 +522,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/sync.json")
     # child-only flags
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--level", type=int, default=upload.ZSTD_LEVEL, help=argparse.SUPPRESS)
+    parser.add_argument("--level", type=int, default=tarstream.ZSTD_LEVEL, help=argparse.SUPPRESS)
     parser.add_argument("--no-stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--changes", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tar-only", action="store_true", help=argparse.SUPPRESS)

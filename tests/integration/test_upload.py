@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
-from claude_e2b.sync import gitpack, upload
+from claude_e2b.sync import gitpack, pieces, tarstream, upload
 from claude_e2b.sync.changes import detect_script, parse_detect_output
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
@@ -91,8 +92,10 @@ def baseline_tree(session: SandboxSession, report: UploadReport) -> str:
 
 
 @pytest.fixture
-def session(localbox_registry: Path) -> Iterator[SandboxSession]:
-    opened = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300))
+def session(localbox_host: LocalBoxHost) -> Iterator[SandboxSession]:
+    opened = open_session(
+        SandboxSpec(backend="local", local_tools={}, lifetime_s=300), localbox_host
+    )
     try:
         yield opened
     finally:
@@ -147,16 +150,16 @@ def test_chunk_failing_once_is_resent_alone(session: SandboxSession, tmp_path: P
     root = make_repo(tmp_path / "chunks", files)
     commit_all(root)
     selection = select_files(root)
-    set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/part-000002")
+    set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/chunk-000002")
     with capture_logs() as logs:
         report = upload_repository(
             session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024,
             git_objects=False,
         )  # fmt: skip
-    retries = [e for e in logs if e["event"] == "upload.chunk_retry"]
+    retries = [e for e in logs if e["event"] == "upload.file_retry"]
     assert report.chunks >= 4
-    assert report.resent_chunks == 1
-    assert [e["chunk"] for e in retries] == ["part-000002"]
+    assert report.resends == 1
+    assert [e["file"] for e in retries] == ["chunk-000002"]
     assert sandbox_tree(session) == expected_tree(selection)
 
 
@@ -176,7 +179,7 @@ def test_python_packing_without_runner_tools(
     session: SandboxSession, varied_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without GNU tar and the zstd CLI on the runner, tarfile + zstandard pack the same tree."""
-    monkeypatch.setattr(upload, "runner_tools", lambda _codec: None)
+    monkeypatch.setattr(tarstream, "runner_tools", lambda _codec: None)
     selection = select_files(varied_repo)
     upload_repository(
         session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=64 * 1024, git_objects=False
@@ -197,7 +200,7 @@ def test_empty_repository(session: SandboxSession, tmp_path: Path) -> None:
 
 
 def test_temporary_files_are_removed(session: SandboxSession, varied_repo: Path) -> None:
-    """Nothing of the upload's chunks is left in the sandbox afterwards."""
+    """Nothing of the upload's pieces is left in the sandbox afterwards."""
     upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
     assert not session.exists(f"{WORK}/upload")
     assert session.exists(f"{REPO}/README.md")
@@ -256,8 +259,8 @@ def test_a_pack_failing_once_is_resent_alone(session: SandboxSession, varied_rep
     set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/pack-*.pack")
     with capture_logs() as logs:
         report = upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
-    retries = [e["chunk"] for e in logs if e["event"] == "upload.chunk_retry"]
-    assert report.resent_chunks == 1
+    retries = [e["file"] for e in logs if e["event"] == "upload.file_retry"]
+    assert report.resends == 1
     assert len(retries) == 1
     assert retries[0].endswith(".pack")
     assert sandbox_tree(session) == expected_tree(select_files(varied_repo))
@@ -267,22 +270,22 @@ def test_a_corrupted_pack_is_caught_in_the_sandbox_and_resent(
     session: SandboxSession, varied_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bytes that arrive wrong fail their sha256 there: sent again, the tree is whole."""
-    real_send = upload.send_item
+    real_send = pieces.send_file
     corrupted: list[str] = []
 
-    def corrupting(session_: SandboxSession, remote_dir: str, item: upload._Item) -> int:
-        if item.name.endswith(".pack") and not corrupted:
-            corrupted.append(item.name)
-            session_.write_file(f"{remote_dir}/{item.name}", b"PACK but not the right bytes")
+    def corrupting(session_: SandboxSession, remote_dir: str, file: pieces.PieceFile) -> int:
+        if file.name.endswith(".pack") and not corrupted:
+            corrupted.append(file.name)
+            session_.write_file(f"{remote_dir}/{file.name}", b"PACK but not the right bytes")
             return 0
-        return real_send(session_, remote_dir, item)
+        return real_send(session_, remote_dir, file)
 
-    monkeypatch.setattr(upload, "send_item", corrupting)
+    monkeypatch.setattr(pieces, "send_file", corrupting)
     with capture_logs() as logs:
         report = upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
     assert corrupted
     assert "upload.stream_extract_failed" in [e["event"] for e in logs]
-    assert report.resent_chunks == 1
+    assert report.resends == 1
     assert sandbox_tree(session) == expected_tree(select_files(varied_repo))
     assert sandbox_git(session, "status", "--porcelain") == ""
 

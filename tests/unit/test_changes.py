@@ -48,9 +48,7 @@ def by_path(changeset: Changeset) -> dict[str, Change]:
 def test_no_change_gives_an_empty_changeset(tmp_path: Path) -> None:
     """A worktree equal to the baseline yields no changes."""
     repo, base = make_repo(tmp_path, {"a.txt": b"a\n"})
-    changeset = detect(repo, base)
-    assert changeset.is_empty
-    assert changeset.to_result_list() == []
+    assert detect(repo, base).changes == ()
 
 
 def test_every_kind_of_change_is_detected(tmp_path: Path) -> None:
@@ -162,19 +160,18 @@ def test_baseline_must_be_a_commit_id() -> None:
         detect_script("/repo", "HEAD; rm -rf /")
 
 
-def test_result_list_has_the_result_json_shape(tmp_path: Path) -> None:
-    """to_result_list gives the keys of result.json's changes entries."""
-    repo, base = make_repo(tmp_path, {"a.txt": b"a\n"})
+def test_each_change_gives_its_result_json_entry(tmp_path: Path) -> None:
+    """to_result gives the keys of result.json's changes entries: an edit, a rename, a deletion."""
+    body = b"".join(b"line %d of a file long enough to rename\n" % i for i in range(40))
+    repo, base = make_repo(tmp_path, {"a.txt": b"a\n", "b.txt": body, "d.txt": b"d\n"})
     (repo / "a.txt").write_bytes(b"abc\n")
-    assert detect(repo, base).to_result_list() == [
-        {
-            "path": "a.txt",
-            "status": "modified",
-            "old_path": None,
-            "mode": "100644",
-            "binary": False,
-            "bytes": 4,
-        }
+    (repo / "b.txt").rename(repo / "c.txt")
+    (repo / "d.txt").unlink()
+    entry = {"old_path": None, "mode": "100644", "binary": False}
+    assert [change.to_result() for change in detect(repo, base).changes] == [
+        {**entry, "path": "a.txt", "status": "modified", "bytes": 4},
+        {**entry, "path": "c.txt", "status": "renamed", "old_path": "b.txt", "bytes": len(body)},
+        {**entry, "path": "d.txt", "status": "deleted", "mode": "", "bytes": 0},
     ]
 
 

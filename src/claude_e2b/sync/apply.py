@@ -39,15 +39,8 @@ import zstandard
 from wcmatch import glob
 
 from claude_e2b.errors import SyncError
-from claude_e2b.sync.changes import (
-    MODE_EXECUTABLE,
-    MODE_FILE,
-    MODE_GITLINK,
-    MODE_SYMLINK,
-    Change,
-    Changeset,
-    PackedArchive,
-)
+from claude_e2b.sync.changes import Change, Changeset, PackedArchive
+from claude_e2b.sync.formats import MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator

@@ -27,19 +27,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from claude_e2b.errors import InternalError, SyncError
+from claude_e2b.sync.formats import CODECS, MODE_GITLINK, MODE_SYMLINK, Codec
 
 Status = Literal["added", "modified", "deleted", "renamed"]
-ArchiveFormat = Literal["zstd", "gzip"]
 
-MODE_FILE = "100644"
-MODE_EXECUTABLE = "100755"
-MODE_SYMLINK = "120000"
-# A nested repository that `git add -A` recorded as a gitlink: it has no content
-# of its own in this repository, so it is reported but never packed or applied.
-MODE_GITLINK = "160000"
 _NULL_MODE = "000000"
-
-_FORMATS: dict[str, ArchiveFormat] = {"zstd": "zstd", "gzip": "gzip"}
 _DETECT_HEADER = b"claude-e2b-detect 1"
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 _STATUS: dict[str, Status] = {
@@ -88,18 +80,9 @@ class Changeset:
 
     changes: tuple[Change, ...]
 
-    @property
-    def is_empty(self) -> bool:
-        """Whether the agent changed nothing."""
-        return not self.changes
-
     def pack_paths(self) -> tuple[str, ...]:
         """Paths whose new content goes into the archive (not deletions, not gitlinks)."""
         return tuple(change.path for change in self.changes if change.has_content)
-
-    def to_result_list(self) -> list[dict[str, object]]:
-        """Return the "changes" list of result.json."""
-        return [change.to_result() for change in self.changes]
 
 
 @dataclass(frozen=True)
@@ -120,7 +103,7 @@ class PackScript:
 class PackedArchive:
     """What the pack script reported about the archive it wrote."""
 
-    format: ArchiveFormat
+    format: Codec
     sha256: str
     bytes: int
 
@@ -247,7 +230,7 @@ def parse_pack_output(out: bytes) -> PackedArchive:
 
     """
     fields = dict(line.split(" ", 1) for line in out.decode().splitlines() if " " in line)
-    fmt = _FORMATS.get(fields.get("format", ""))
+    fmt = CODECS.get(fields.get("format", ""))
     digest, size = fields.get("sha256", ""), fields.get("bytes", "")
     if fmt is None or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise SyncError(f"unexpected output from the pack script: {out[:200]!r}")

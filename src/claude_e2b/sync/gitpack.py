@@ -8,9 +8,9 @@ content on disk is the committed blob, usually already compressed in packs. So
 those files go up as a pack of exactly the objects of a tree made of them, with
 the pack's index: the sandbox installs it and checks the files out, hashing
 nothing (git inflates the objects instead, several times faster than hashing).
-The pack comes out of ``git pack-objects`` in pieces of about ``GROUP_BYTES`` of
-content, each a pack with its own index, so the sandbox checks out one while the
-next is made and sent.
+The objects go out as several packs, each made by ``git pack-objects`` from a
+*group* of objects of about ``GROUP_BYTES`` of content, with its own index, so the
+sandbox checks out one pack while the next is made and sent.
 
 Only blobs of the selected files and the trees made of them are packed: no
 commit, no history, never an excluded file (its blob is not in the tree). A
@@ -43,18 +43,18 @@ from pathlib import Path
 
 from claude_e2b.errors import SyncError
 from claude_e2b.log import get_logger
+from claude_e2b.sync.formats import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
 from claude_e2b.sync.git import git_output, run_git
 from claude_e2b.sync.select import SelectedFile, Selection
 
 # One pack per this many bytes of file content: the unit of sending, checking and
 # checking out (about 28 MiB of pack for the benchmark repository; 32 MiB took
-# 10 % longer there: every piece costs git an index read and write in the sandbox).
+# 10 % longer there: every pack costs git an index read and write in the sandbox).
 GROUP_BYTES = 64 * 2**20
 _CONVERTING = frozenset({"text", "eol", "crlf", "ident"})
 _NEVER = frozenset({"filter", "working-tree-encoding"})
 _ATTRS = frozenset(a.encode() for a in _CONVERTING | _NEVER)
 _NO_VALUE = frozenset({b"unspecified", b"unset"})
-_MODE_LINK, _MODE_EXEC, _MODE_FILE = "120000", "100755", "100644"
 
 log = get_logger(__name__)
 
@@ -83,7 +83,7 @@ class Split:
 
 @dataclass(frozen=True)
 class Pack:
-    """One finished piece of the pack: its files and the paths to check out from it."""
+    """One finished pack: its file, its index and the paths to check out from it."""
 
     name: str  # pack-<sha1 of the pack>
     pack: Path
@@ -122,10 +122,10 @@ def _dirty(root: Path) -> set[str]:
 
 def _mode_matches(entry: _Entry, selected: SelectedFile) -> bool:
     if selected.is_symlink:
-        return entry.mode == _MODE_LINK
+        return entry.mode == MODE_SYMLINK
     if not stat.S_ISREG(selected.mode):
         return False
-    return entry.mode == (_MODE_EXEC if selected.mode & stat.S_IXUSR else _MODE_FILE)
+    return entry.mode == (MODE_EXECUTABLE if selected.mode & stat.S_IXUSR else MODE_FILE)
 
 
 def _attributes(root: Path, paths: list[str]) -> dict[str, set[str]]:
@@ -299,10 +299,10 @@ def _groups(split: Split, tree_objects: list[str], group_bytes: int) -> Iterator
 
 
 def write_packs(split: Split, out: Path, group_bytes: int = GROUP_BYTES) -> Iterator[Pack]:
-    """Pack the split's tree with ``git pack-objects``, one piece per group; yield each piece.
+    """Pack the split's tree with ``git pack-objects``, one pack per group; yield each pack.
 
-    Each piece is a whole pack with its index, so the sandbox can check out its files
-    while the next is made and sent. One pack-objects per piece: its
+    Each is a whole pack with its index, so the sandbox can check out its files
+    while the next is made and sent. One pack-objects per group: its
     ``--max-pack-size`` costs twice the CPU here. Raises PackError when git fails.
     """
     if split.tree is None:
