@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from claude_e2b.agent.events import AssistantEvent, LineSplitter, parse_event  # noqa: E402
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost  # noqa: E402
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session  # noqa: E402
 
 TARGET_P95_MS = 250.0
@@ -215,7 +216,7 @@ CLAUDE_TURNS = 6
 CLAUDE_SLEEP_S = 0.5
 
 
-def run_claude(claude: Path) -> dict[str, Any]:
+def run_claude(claude: Path, host: LocalBoxHost) -> dict[str, Any]:
     """Real Claude Code in the sandbox vs the scripted API: is its stream-json line-flushed?"""
     from tests.stand_ins.anthropic_server import ScriptedAnthropic  # noqa: PLC0415
 
@@ -244,7 +245,7 @@ def run_claude(claude: Path) -> dict[str, Any]:
             arrivals.append((now, kind, message))
 
     spec = SandboxSpec(backend="local", lifetime_s=600, local_tools={"claude": claude})
-    with ScriptedAnthropic(scenario) as api, open_session(spec) as session:
+    with ScriptedAnthropic(scenario) as api, open_session(spec, host) as session:
         envs = {
             "ANTHROPIC_BASE_URL": api.url,
             "ANTHROPIC_API_KEY": "sk-ant-bench-0000",
@@ -341,17 +342,16 @@ def main() -> None:
     args = parser.parse_args()
     # A private registry for the local sandboxes, removed at the end.
     with tempfile.TemporaryDirectory(prefix="claude-e2b-bench-state-") as state:
-        os.environ.setdefault("CLAUDE_E2B_STATE_DIR", state)
-        bench(args)
+        bench(args, LocalBoxHost(Path(state) / "localbox", os.environ))
 
 
-def bench(args: argparse.Namespace) -> None:
+def bench(args: argparse.Namespace, host: LocalBoxHost) -> None:
 
     rows = [
         summary("direct-pipe", repeat(args.runs, lambda s: run_direct(args.lines, s)), args.lines)
     ]
     spec = SandboxSpec(backend="local", lifetime_s=900)
-    with open_session(spec) as session:
+    with open_session(spec, host) as session:
         faults_default = set_faults(session, {})
         run_sandbox(session, 20, 0, unbuffered=True)  # warm-up: first spawn, connection
         fast = repeat(args.runs, lambda s: run_sandbox(session, args.lines, s, unbuffered=True))
@@ -380,7 +380,7 @@ def bench(args: argparse.Namespace) -> None:
         if binary is None:
             claude = {"skipped": "Claude Code CLI not found"}
         else:
-            claude = {"binary": str(binary), **run_claude(binary)}
+            claude = {"binary": str(binary), **run_claude(binary, host)}
             worst = claude["request_to_assistant_event_ms"]["max"]
             print(
                 f"claude: {claude['assistant_messages']} answers, "

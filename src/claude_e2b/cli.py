@@ -1,12 +1,15 @@
 """The ``claude-e2b`` command: parse arguments, read the environment, dispatch.
 
-This module and ``action.py`` are the only places that read the environment;
-everything below them takes parameters.
+Of the command's modules only this one reads the environment; what it finds goes
+down as parameters (credentials, the state directory, the environment a local
+sandbox server takes its allow-listed variables from). ``sync/git.py`` hands
+``os.environ`` on to git unread, and the e2b SDK reads its own ``E2B_*`` variables.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import secrets
@@ -31,6 +34,8 @@ from claude_e2b.plan import check_plan_file, load_plan
 from claude_e2b.report import render_summary
 from claude_e2b.result import RunResult, write_result
 from claude_e2b.sandbox import Backend
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
+from claude_e2b.sandbox.localbox.registry import registry_dir, state_dir
 from claude_e2b.sandbox.session import kill_sandbox, list_sandboxes, open_session
 
 log = get_logger(__name__)
@@ -69,12 +74,14 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def state_dir(environ: Mapping[str, str]) -> Path:
-    """Where runs keep their output by default (XDG state directory)."""
-    if environ.get("CLAUDE_E2B_STATE_DIR"):
-        return Path(environ["CLAUDE_E2B_STATE_DIR"])
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "claude-e2b"
+def local_registry(environ: Mapping[str, str]) -> Path:
+    """Where local sandboxes announce themselves: in the state directory."""
+    return registry_dir(state_dir(environ))
+
+
+def local_host(environ: Mapping[str, str]) -> LocalBoxHost:
+    """The local backend's registry, and the environment its servers take allowed names from."""
+    return LocalBoxHost(local_registry(environ), environ)
 
 
 def _present(environ: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
@@ -154,7 +161,8 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         local_tools={"claude": local_claude(environ)} if args.sandbox == "local" else None,
         run_id=run_id,
     )
-    result = run_pipeline(config, open_session, workflow)
+    open_sandbox = functools.partial(open_session, host=local_host(environ))
+    result = run_pipeline(config, open_sandbox, workflow)
     _report(result, config.output_dir, as_json=args.json)
     return result.exit_code
 
@@ -191,7 +199,8 @@ def _backends(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Back
 
 def cmd_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """claude-e2b list: running sandboxes of ours."""
-    rows = [row for backend in _backends(args, environ) for row in list_sandboxes(backend)]
+    local = local_registry(environ)
+    rows = [row for b in _backends(args, environ) for row in list_sandboxes(b, local)]
     if args.json:
         sys.stdout.write(json.dumps([r.__dict__ | {"metadata": dict(r.metadata)} for r in rows]))
         sys.stdout.write("\n")
@@ -208,11 +217,12 @@ def cmd_kill(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """claude-e2b kill: kill one sandbox (by sandbox or run id) or all of ours."""
     if bool(args.id) == bool(args.all):
         raise ConfigError("kill needs either a sandbox id or run id, or --all (not both)")
+    local = local_registry(environ)
     killed = 0
     for backend in _backends(args, environ):
-        for row in list_sandboxes(backend):
+        for row in list_sandboxes(backend, local):
             if args.all or args.id in (row.sandbox_id, row.metadata.get("run-id")):
-                killed += kill_sandbox(backend, row.sandbox_id)
+                killed += kill_sandbox(backend, row.sandbox_id, local)
     sys.stdout.write(f"killed {killed} sandbox(es)\n")
     if not args.all and not killed:
         sys.stderr.write(f"no running sandbox of ours matches {args.id}\n")

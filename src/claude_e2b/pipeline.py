@@ -43,7 +43,6 @@ from claude_e2b.cost import (
 from claude_e2b.errors import ClaudeE2BError, SyncError
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import get_logger
-from claude_e2b.tasks import count_tasks
 from claude_e2b.result import (
     AgentInfo,
     PlanInfo,
@@ -66,6 +65,7 @@ from claude_e2b.sync.screen import ContentCheck, screen
 from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import stat_cache_path, upload_repository
+from claude_e2b.tasks import count_tasks
 
 SessionFactory = Callable[[SandboxSpec], SandboxSession]
 STEP_TIMEOUT_S = 600.0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import SandboxSpec, open_session
 from tests.e2e.test_run_local import run_cli
 
@@ -13,10 +15,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def running(cli_env, monkeypatch):
-    monkeypatch.setenv("CLAUDE_E2B_STATE_DIR", cli_env["CLAUDE_E2B_STATE_DIR"])
+def running(cli_env):
+    """A sandbox announced where the command, given cli_env, looks for them."""
+    host = LocalBoxHost(Path(cli_env["CLAUDE_E2B_STATE_DIR"]) / "localbox", cli_env)
     spec = SandboxSpec(backend="local", lifetime_s=120, metadata={"run-id": "run-abc"})
-    with open_session(spec) as session:
+    with open_session(spec, host) as session:
         yield session
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,16 +10,21 @@ import pytest
 from e2b import Sandbox
 
 from claude_e2b.sandbox.localbox import LocalBoxHandle, LocalBoxOptions, start_localbox
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import SandboxSession
 from tests.stand_ins.claude_cli import find_claude
 
 
 @pytest.fixture
-def localbox_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def localbox_registry(tmp_path: Path) -> Path:
     """A private registry directory, so tests never see other runs' sandboxes."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("CLAUDE_E2B_STATE_DIR", str(state))
-    return state / "localbox"
+    return tmp_path / "state" / "localbox"
+
+
+@pytest.fixture
+def localbox_host(localbox_registry: Path) -> LocalBoxHost:
+    """The local backend's side of this machine: the private registry, the test's environment."""
+    return LocalBoxHost(localbox_registry, os.environ)
 
 
 @pytest.fixture
@@ -31,10 +37,10 @@ def localbox_options() -> LocalBoxOptions:
 
 @pytest.fixture
 def localbox(
-    localbox_registry: Path, localbox_options: LocalBoxOptions
+    localbox_host: LocalBoxHost, localbox_options: LocalBoxOptions
 ) -> Iterator[LocalBoxHandle]:
     """A running local sandbox server, stopped (with everything in it) afterwards."""
-    handle = start_localbox(localbox_options)
+    handle = start_localbox(localbox_options, localbox_host)
     try:
         yield handle
     finally:

@@ -31,9 +31,9 @@ def running_cost(meter: UsageMeter) -> float:
 
 
 @pytest.fixture
-def session(localbox_registry, claude_bin) -> Iterator[SandboxSession]:
+def session(localbox_host, claude_bin) -> Iterator[SandboxSession]:
     spec = SandboxSpec(backend="local", lifetime_s=600, local_tools={"claude": claude_bin})
-    with open_session(spec) as opened:
+    with open_session(spec, localbox_host) as opened:
         opened.make_dir(REPO)
         opened.write_file(f"{REPO}/README.md", b"# Demo\n\nHello world.\n")
         opened.write_file(f"{REPO}/obsolete.txt", b"remove me\n")

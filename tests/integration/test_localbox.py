@@ -31,6 +31,7 @@ from claude_e2b.sandbox.localbox import (
     list_localboxes,
     start_localbox,
 )
+from claude_e2b.sandbox.localbox.launcher import SERVER_ENV, LocalBoxHost
 from claude_e2b.sandbox.localbox.registry import pid_alive
 from tests.integration.conftest import connect
 
@@ -76,6 +77,29 @@ def set_faults(handle: LocalBoxHandle, **faults: object) -> None:
     post_json(f"{handle.url}/localbox/faults", faults)
 
 
+def descendants(pid: int) -> list[int]:
+    """Host pids of every process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """A live process's environment, from /proc."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if item)
+
+
 def start_marked(sandbox: Sandbox, mark: str, cmd: str = "sleep 1000 & sleep 1000"):
     handle = sandbox.commands.run(cmd, background=True, envs={"LOCALBOX_MARK": mark})
     assert wait_until(lambda: len(marked_pids(mark)) >= 2), "the command never started"
@@ -108,7 +132,7 @@ def test_cwd_and_envs_reach_the_command(sdk_sandbox: Sandbox) -> None:
     assert result.stdout == "/home/user/repo/sub\nhi\n"
     assert sdk_sandbox.commands.run("pwd", cwd="/tmp").stdout == "/tmp\n"
     leaked = sdk_sandbox.commands.run("env").stdout
-    assert "CLAUDE_E2B_STATE_DIR" not in leaked
+    assert "PYTHONPATH=" not in leaked  # the server has one (the launcher sets it)
     assert "HOME=/home/user" in leaked
 
 
@@ -300,13 +324,13 @@ def test_kill_ends_everything_and_twice_is_fine(
     """POST /localbox/kill kills every process, removes root and registry entry; idempotent."""
     mark = uuid.uuid4().hex
     start_marked(connect(localbox), mark)
-    assert [b.sandbox_id for b in list_localboxes()] == [localbox.sandbox_id]
-    assert kill_localbox(localbox.sandbox_id) is True
+    assert [b.sandbox_id for b in list_localboxes(localbox_registry)] == [localbox.sandbox_id]
+    assert kill_localbox(localbox.sandbox_id, localbox_registry) is True
     assert wait_until(lambda: not pid_alive(localbox.pid))
     assert marked_pids(mark) == []
     assert not localbox.root.exists()
-    assert list_localboxes() == []
-    assert kill_localbox(localbox.sandbox_id) is False
+    assert list_localboxes(localbox_registry) == []
+    assert kill_localbox(localbox.sandbox_id, localbox_registry) is False
     localbox.stop()
     localbox.stop()
 
@@ -321,9 +345,9 @@ def test_stop_kills_everything(localbox: LocalBoxHandle) -> None:
     assert not localbox.root.exists()
 
 
-def test_lifetime_end_kills_everything(localbox_registry: Path) -> None:
+def test_lifetime_end_kills_everything(localbox_host: LocalBoxHost) -> None:
     """The server ends itself at the end of its lifetime, and can be extended first."""
-    handle = start_localbox(LocalBoxOptions(lifetime_s=2))
+    handle = start_localbox(LocalBoxOptions(lifetime_s=2), localbox_host)
     try:
         info = post_json(f"{handle.url}/localbox/timeout", {"seconds": 3})
         assert isinstance(info, dict)
@@ -342,14 +366,18 @@ def test_parent_death_kills_everything(localbox_registry: Path, tmp_path: Path) 
     script = tmp_path / "parent.py"
     script.write_text(
         textwrap.dedent("""
-        import json, time
+        import json, os, sys, time
+        from pathlib import Path
         from claude_e2b.sandbox.localbox import LocalBoxOptions, start_localbox
-        h = start_localbox(LocalBoxOptions())
+        from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
+        h = start_localbox(LocalBoxOptions(), LocalBoxHost(Path(sys.argv[1]), os.environ))
         print(json.dumps({"url": h.url, "pid": h.pid, "root": str(h.root)}), flush=True)
         time.sleep(600)
     """)
     )
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(localbox_registry)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert parent.stdout is not None
         info = json.loads(parent.stdout.readline())
@@ -378,12 +406,35 @@ def test_info_endpoint(localbox: LocalBoxHandle) -> None:
     assert info["end_at"] > info["started_at"]
 
 
-def test_start_failure_raises_sandbox_start_error(localbox_registry: Path, tmp_path: Path) -> None:
+def test_server_inherits_no_secret_of_its_caller(localbox_registry: Path) -> None:
+    """Only allow-listed variables reach the server and its helpers: no token, no key."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    secrets = ("GITHUB_TOKEN", "E2B_API_KEY", "AWS_SECRET_ACCESS_KEY", "ANTHROPIC_API_KEY")
+    caller = {**os.environ, "LC_TIME": "C.UTF-8", **dict.fromkeys(secrets, canary)}
+    handle = start_localbox(LocalBoxOptions(), LocalBoxHost(localbox_registry, caller))
+    try:
+        helpers = descendants(handle.pid)
+        server = environ_of(handle.pid)
+        found = [server, *(environ_of(pid) for pid in helpers)]
+        leaked = [name for env in found for name, value in env.items() if value == canary]
+        assert connect(handle).commands.run("echo up").stdout == "up\n"
+    finally:
+        handle.stop()
+    if os.geteuid() == 0:
+        assert helpers, "the namespace holder (unshare, nsinit) should run below the server"
+    assert leaked == []
+    assert all(name in SERVER_ENV or name.startswith("LC_") for name in server)
+    assert (server["PATH"], server["LC_TIME"]) == (os.environ["PATH"], "C.UTF-8")
+
+
+def test_start_failure_raises_sandbox_start_error(
+    localbox_host: LocalBoxHost, tmp_path: Path
+) -> None:
     """A server that cannot start raises SandboxStartError with its stderr."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(SandboxStartError) as caught:
-        start_localbox(LocalBoxOptions(root=blocker / "root"), ready_timeout=10)
+        start_localbox(LocalBoxOptions(root=blocker / "root"), localbox_host, ready_timeout=10)
     assert "Error" in str(caught.value)
 
 
@@ -440,9 +491,9 @@ def test_fault_unhealthy(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None
     assert sdk_sandbox.is_running() is False
 
 
-def test_faults_given_at_start_and_rejected_when_unknown(localbox_registry: Path) -> None:
+def test_faults_given_at_start_and_rejected_when_unknown(localbox_host: LocalBoxHost) -> None:
     """Faults can be set at start; unknown fault keys are a 400."""
-    handle = start_localbox(LocalBoxOptions(faults={"upload_errors": 1}))
+    handle = start_localbox(LocalBoxOptions(faults={"upload_errors": 1}), localbox_host)
     try:
         with pytest.raises(SandboxException, match="500"):
             connect(handle).files.write("/tmp/x", "x")

@@ -9,6 +9,7 @@ from claude_e2b.config import Credentials, Overrides, build_run_config
 from claude_e2b.errors import SandboxError
 from claude_e2b.pipeline import run_pipeline
 from claude_e2b.plan import load_plan
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
 from tests.gitrepo import commit_all, git
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
@@ -43,21 +44,24 @@ def run_config(repo: Path, out: Path, base_url: str, claude_bin: Path):
 
 
 class Opened:
-    """A session factory that remembers the sessions it opened."""
+    """A session factory on this test's local host that remembers the sessions it opened."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: LocalBoxHost) -> None:
+        self.host = host
         self.sessions: list[SandboxSession] = []
 
     def __call__(self, spec: SandboxSpec) -> SandboxSession:
-        session = open_session(spec)
+        session = open_session(spec, self.host)
         self.sessions.append(session)
         return session
 
 
-def test_pipeline_applies_the_agents_changes(tmp_path, localbox_registry, claude_bin):
+def test_pipeline_applies_the_agents_changes(
+    tmp_path, localbox_registry, localbox_host, claude_bin
+):
     """The whole run in one process: changes applied, verify run, cost exact, sandbox gone."""
     repo = make_repo(tmp_path / "repo")
-    opened = Opened()
+    opened = Opened(localbox_host)
     with ScriptedAnthropic(SCENARIO) as api:
         config = run_config(repo, tmp_path / "out", api.url, claude_bin)
         result = run_pipeline(config, opened)
@@ -84,10 +88,12 @@ def test_pipeline_applies_the_agents_changes(tmp_path, localbox_registry, claude
     assert json.loads(transcript[-1])["type"] == "result"
 
 
-def test_failed_download_keeps_agent_result_and_cost(tmp_path, localbox_registry, claude_bin):
+def test_failed_download_keeps_agent_result_and_cost(
+    tmp_path, localbox_registry, localbox_host, claude_bin
+):
     """A fault while downloading the changes fails the run but keeps what the agent did cost."""
     repo = make_repo(tmp_path / "repo")
-    opened = Opened()
+    opened = Opened(localbox_host)
 
     def faulty(spec: SandboxSpec) -> SandboxSession:
         session = opened(spec)
@@ -112,14 +118,14 @@ def test_failed_download_keeps_agent_result_and_cost(tmp_path, localbox_registry
     assert not opened.sessions[0].is_alive()
 
 
-def test_blocked_run_opens_no_sandbox(tmp_path, localbox_registry, claude_bin):
+def test_blocked_run_opens_no_sandbox(tmp_path, localbox_registry, localbox_host, claude_bin):
     """With `secrets: fail` and a secret in the checkout, no sandbox is ever opened."""
     repo = make_repo(tmp_path / "repo")
     plan = repo / "PLAN.md"
     plan.write_text(plan.read_text().replace("title:", "secrets: fail\ntitle:"))
     (repo / "config.py").write_text('TOKEN = "ghp_' + "A1b2C3d4E5" * 3 + 'abcdef"\n')
     commit_all(repo, "secret")
-    opened = Opened()
+    opened = Opened(localbox_host)
     result = run_pipeline(
         run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), opened
     )

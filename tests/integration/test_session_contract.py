@@ -11,6 +11,8 @@ import io
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from claude_e2b.errors import (
     SandboxGoneError,
     SandboxTimeoutError,
 )
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import (
     OWNER_KEY,
     SandboxSession,
@@ -36,7 +39,9 @@ BACKENDS = [
 
 
 @pytest.fixture(params=BACKENDS)
-def session(request: pytest.FixtureRequest, localbox_registry) -> Iterator[SandboxSession]:
+def session(
+    request: pytest.FixtureRequest, localbox_host: LocalBoxHost
+) -> Iterator[SandboxSession]:
     backend = request.param
     if backend == "e2b" and not os.environ.get("E2B_API_KEY"):
         pytest.skip("E2B's cloud is tested only with E2B_API_KEY set")
@@ -47,8 +52,14 @@ def session(request: pytest.FixtureRequest, localbox_registry) -> Iterator[Sandb
         metadata={"test": "contract"},
         envs={"FROM_SPEC": "spec-value"},
     )
-    with open_session(spec) as opened:
+    with open_session(spec, localbox_host) as opened:
         yield opened
+
+
+def listed(session: SandboxSession, registry: Path):
+    """The session's sandbox as list_sandboxes reports it (None when not listed)."""
+    found = list_sandboxes(session.spec.backend, registry)
+    return next((s for s in found if s.sandbox_id == session.sandbox_id), None)
 
 
 def test_run_returns_output_and_exit_code(session):
@@ -131,13 +142,14 @@ def test_files_up_and_down_as_streams(session):
     assert sha == hashlib.sha256(data).hexdigest()
 
 
-def test_exists_make_dir_remove(session):
-    """Directory and existence calls behave; removing a missing path is not an error."""
+def test_exists_and_make_dir(session):
+    """make_dir makes parents and may repeat; exists sees directories and files, not the rest."""
     session.make_dir("/home/user/a/b")
+    session.make_dir("/home/user/a/b")
+    session.write_file("/home/user/a/b/f.txt", b"x")
     assert session.exists("/home/user/a/b")
-    session.remove("/home/user/a")
-    assert not session.exists("/home/user/a")
-    session.remove("/home/user/never-was")
+    assert session.exists("/home/user/a/b/f.txt")
+    assert not session.exists("/home/user/a/never-was")
 
 
 def test_missing_file_is_a_file_error(session):
@@ -146,30 +158,40 @@ def test_missing_file_is_a_file_error(session):
         session.read_bytes("/home/user/no-such-file")
 
 
-def test_lifetime_can_be_extended(session):
-    """Extending the lifetime succeeds while the sandbox runs."""
+def test_lifetime_can_be_extended(session, localbox_registry):
+    """extend_lifetime(600) moves the listed end to ten minutes from now (it was five)."""
+    before = listed(session, localbox_registry)
     session.extend_lifetime(600)
+    asked = time.time() + 600
+    after = listed(session, localbox_registry)
+    assert before is not None
+    assert after is not None
+    assert abs(datetime.fromisoformat(before.end_at).timestamp() - (asked - 300)) < 60
+    assert abs(datetime.fromisoformat(after.end_at).timestamp() - asked) < 60
     assert session.is_alive()
 
 
-def test_listed_by_metadata_then_gone_after_kill(session):
+def test_listed_by_metadata_then_gone_after_kill(session, localbox_registry):
     """Our sandbox is listed with our metadata; after kill it is not, and kill twice is fine."""
-    mine = [s for s in list_sandboxes(session.backend) if s.sandbox_id == session.sandbox_id]
+    mine = [
+        s
+        for s in list_sandboxes(session.spec.backend, localbox_registry)
+        if s.sandbox_id == session.sandbox_id
+    ]
     assert len(mine) == 1
     assert mine[0].metadata[OWNER_KEY] == "1"
     assert mine[0].metadata["test"] == "contract"
     session.kill()
     session.kill()
     assert not session.is_alive()
-    ids = [s.sandbox_id for s in list_sandboxes(session.backend)]
-    assert session.sandbox_id not in ids
+    assert listed(session, localbox_registry) is None
     with pytest.raises(SandboxGoneError):
         session.run("true", timeout=10)
 
 
-def test_sdk_environment_variables_are_honoured(localbox, monkeypatch):
+def test_sdk_environment_variables_are_honoured(localbox, localbox_host, monkeypatch):
     """E2B_DEBUG and E2B_SANDBOX_URL set by the user reach the SDK untouched (self-hosting)."""
     monkeypatch.setenv("E2B_DEBUG", "true")
     monkeypatch.setenv("E2B_SANDBOX_URL", localbox.url)
-    with open_session(SandboxSpec(backend="e2b", lifetime_s=60)) as session:
+    with open_session(SandboxSpec(backend="e2b", lifetime_s=60), localbox_host) as session:
         assert session.run("echo via-env", timeout=30).stdout == "via-env\n"

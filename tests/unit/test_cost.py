@@ -16,7 +16,6 @@ from claude_e2b.cost import (
     canonical_model,
     cost_from_result_event,
     cost_from_streamed_usage,
-    cost_table_markdown,
     load_prices,
     parse_prices,
     sandbox_cost,
@@ -27,7 +26,6 @@ from claude_e2b.cost import (
 TABLE = load_prices()
 SONNET_45 = {"input": 3.0, "output": 15.0, "cache_read": 0.30, "cache_write": 3.75}
 
-REAL_USAGE = TokenUsage(2150, 150, 12000, 12100)
 # The modelUsage of a real Claude Code 2.1.328 result event (run against the scripted API).
 REAL_MODEL_USAGE = {
     "claude-sonnet-4-5": {
@@ -473,34 +471,6 @@ def test_empty_report_is_all_zero():
     """A run that never reached Claude costs only its sandbox seconds."""
     block = report_for((), seconds=0).to_result()
     assert block == dict.fromkeys(COST_KEYS - {"by_model"}, 0) | {"by_model": {}}
-
-
-# --------------------------------------------------------------------------- markdown
-
-
-def test_markdown_table_has_a_row_per_model_the_sandbox_and_the_total():
-    """Every model, the sandbox and the total appear as rows of one table."""
-    costs = (
-        ModelCost("claude-sonnet-4-5", REAL_USAGE, 0.057675, "claude-code"),
-        ModelCost("claude-haiku-4-5", TokenUsage(1000, 10), 0.00105, "price-table"),
-        ModelCost("odd|model", TokenUsage(5), 0.0, "unknown-model"),
-    )
-    text = cost_table_markdown(report_for(costs, seconds=125))
-    rows = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(rows) == 2 + 3 + 2  # header, rule, models, sandbox, total
-    assert all(row.count("|") - row.count("\\|") == 7 for row in rows)
-    assert "| `claude-sonnet-4-5` | 2,150 | 150 | 12,000 | 12,100 | $0.0577 |" in rows
-    assert any(r.startswith("| `claude-haiku-4-5` (estimated)") for r in rows)
-    assert any(r.startswith("| `odd\\|model` (price unknown)") for r in rows)
-    assert rows[-2].startswith("| sandbox (125 s)")
-    assert rows[-1].startswith("| **total** | 3,155 | 160 | 12,000 | 12,100 |")
-    assert "Estimated" in text
-
-
-def test_markdown_of_claude_codes_own_figures_is_not_marked_estimated():
-    """No estimate note when every figure came from Claude Code."""
-    text = cost_table_markdown(report_for(cost_from_result_event(REAL_MODEL_USAGE, 0.057675)))
-    assert "stimated" not in text
 
 
 # --------------------------------------------------------------------------- properties

@@ -1,3 +1,9 @@
+from claude_e2b.cost import (
+    build_report,
+    cost_from_result_event,
+    cost_from_streamed_usage,
+    load_prices,
+)
 from claude_e2b.report import render_summary
 from claude_e2b.result import (
     AgentInfo,
@@ -86,3 +92,45 @@ def test_summary_for_a_timed_out_run_without_verify_or_changes():
     assert "time limit" in text
     assert "No files changed." in text
     assert "No verify command in the plan." in text
+
+
+def _cost_rows(text):
+    table = text.split("### Cost\n", 1)[1].split("\n\n", 1)[0]
+    return table.splitlines()[2:]  # below the header and the rule
+
+
+def test_cost_table_renders_a_real_cost_report():
+    """One row per model (with its source unless Claude Code's own), the sandbox, the total."""
+    reported = cost_from_result_event(
+        {"claude-sonnet-4-5": {"inputTokens": 2150, "outputTokens": 150,
+                               "cacheReadInputTokens": 12000,
+                               "cacheCreationInputTokens": 12100, "costUSD": 0.057675}},
+        0.057675,
+    )  # fmt: skip
+    streamed = cost_from_streamed_usage(
+        {
+            "msg_1": ("claude-haiku-4-5", {"input_tokens": 10000, "output_tokens": 2000}),
+            "msg_2": ("gpt-4o", {"input_tokens": 5}),
+        },
+        load_prices(),
+    )
+    report = build_report(
+        reported + streamed,
+        sandbox_seconds=125.0,
+        vcpus=2,
+        memory_gib=2,
+        table=load_prices(),
+        estimated=False,
+    )
+    text = render_summary(
+        _result(cost=report.to_result(), sandbox=SandboxInfo("local", "sbx", "local", 125.0))
+    )
+    # haiku 4.5: 10k in at $1 + 2k out at $5 per MTok; sandbox: 125 s x (2 x $0.000014
+    # + 2 GiB x $0.0000045) = $0.004625; total 0.057675 + 0.02 + 0.004625.
+    assert _cost_rows(text) == [
+        "| Claude `claude-sonnet-4-5` | 2,150 | 150 | 12,000 | 12,100 | $0.0577 |",
+        "| Claude `claude-haiku-4-5` (price-table) | 10,000 | 2,000 | 0 | 0 | $0.0200 |",
+        "| Claude `gpt-4o` (unknown-model) | 5 | 0 | 0 | 0 | $0.0000 |",
+        "| Sandbox (local, 125 s) | | | | | $0.0046 |",
+        "| **Total** | 12,155 | 2,150 | 12,000 | 12,100 | **$0.0823** |",
+    ]

@@ -1,8 +1,9 @@
 """The agent's deadline and budget: warnings at marks, a heartbeat, a stop decision.
 
-Pure logic over an injected clock: the runner polls it as events arrive and once a
-second, and carries out what it says (log a warning, stop Claude). Stopping is
-graceful: SIGINT, a grace period, then SIGKILL; the partial work is collected after.
+Pure logic over an injected clock: the runner polls it once a second while Claude
+Code runs (its output is followed in another thread) and carries out what it says
+(log a warning or a progress line, stop Claude). The runner stops gracefully:
+SIGINT, a grace period, then SIGKILL; the partial work is collected after.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class WatchdogConfig:
 
 @dataclass(frozen=True)
 class TimeWarning:
-    """A time mark passed: ``elapsed_s`` of ``limit_s`` used."""
+    """A time mark passed: ``mark_s`` of the ``limit_s`` seconds used."""
 
     mark_s: float
     limit_s: float

@@ -50,6 +50,7 @@ from claude_e2b.log import get_logger
 from claude_e2b.sandbox import DEFAULT_TEMPLATE, Backend
 from claude_e2b.sandbox.localbox.launcher import (
     LocalBoxHandle,
+    LocalBoxHost,
     LocalBoxOptions,
     kill_localbox,
     list_localboxes,
@@ -233,11 +234,6 @@ class SandboxSession:
         return self._localbox
 
     @property
-    def backend(self) -> Backend:
-        """Which backend this sandbox runs on."""
-        return self.spec.backend
-
-    @property
     def alive_seconds(self) -> float:
         """Seconds from creation to kill (or to now while it runs): what compute is billed."""
         end = self.ended_at if self.ended_at is not None else time.monotonic()
@@ -371,14 +367,6 @@ class SandboxSession:
             lambda: self._sandbox.files.make_dir(path, request_timeout=CONTROL_TIMEOUT_S),
         )
 
-    def remove(self, path: str) -> None:
-        """Remove a file or directory; a missing one is not an error."""
-        with contextlib.suppress(SandboxFileError):
-            retrying(
-                f"remove {path}",
-                lambda: self._sandbox.files.remove(path, request_timeout=CONTROL_TIMEOUT_S),
-            )
-
     def is_alive(self) -> bool:
         """Whether the sandbox still answers."""
         if self._killed:
@@ -424,13 +412,14 @@ def _owner_metadata(spec: SandboxSpec) -> dict[str, str]:
     return {**spec.metadata, OWNER_KEY: OWNER_VALUE}
 
 
-def open_session(spec: SandboxSpec) -> SandboxSession:
+def open_session(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
     """Create a sandbox as ``spec`` says and return the open session.
 
+    ``host`` serves the local backend only (its registry, its server's environment).
     Raises SandboxStartError (or SandboxAuthError) when it cannot be created.
     """
     if spec.backend == "local":
-        return _open_local(spec)
+        return _open_local(spec, host)
     return _open_e2b(spec)
 
 
@@ -465,13 +454,14 @@ def _open_e2b(spec: SandboxSpec) -> SandboxSession:
     return SandboxSession(sandbox, spec, sandbox.sandbox_id)
 
 
-def _open_local(spec: SandboxSpec) -> SandboxSession:
+def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
     handle = start_localbox(
         LocalBoxOptions(
             lifetime_s=float(spec.lifetime_s),
             metadata=_owner_metadata(spec),
             tools=dict(spec.local_tools),
         ),
+        host,
         ready_timeout=spec.create_timeout_s,
     )
     try:
@@ -489,12 +479,12 @@ def _open_local(spec: SandboxSpec) -> SandboxSession:
     return SandboxSession(sandbox, spec, handle.sandbox_id, localbox=handle)
 
 
-def list_sandboxes(backend: Backend) -> list[SandboxSummary]:
-    """Running sandboxes started by this tool on ``backend``."""
+def list_sandboxes(backend: Backend, registry_dir: Path) -> list[SandboxSummary]:
+    """Running sandboxes started by this tool on ``backend`` (local: in ``registry_dir``)."""
     if backend == "local":
         return [
             SandboxSummary("local", b.sandbox_id, b.metadata, b.started_at, b.end_at)
-            for b in list_localboxes()
+            for b in list_localboxes(registry_dir)
         ]
     return retrying("list E2B sandboxes", _list_e2b)
 
@@ -520,10 +510,10 @@ def _list_e2b() -> list[SandboxSummary]:
     return found
 
 
-def kill_sandbox(backend: Backend, sandbox_id: str) -> bool:
-    """Kill one sandbox of ours by id; False when it was not found."""
+def kill_sandbox(backend: Backend, sandbox_id: str, registry_dir: Path) -> bool:
+    """Kill one sandbox of ours by id (local: announced in ``registry_dir``); False if not found."""
     if backend == "local":
-        return kill_localbox(sandbox_id)
+        return kill_localbox(sandbox_id, registry_dir)
     return retrying(
         f"kill sandbox {sandbox_id}",
         lambda: bool(Sandbox.kill(sandbox_id, request_timeout=CONTROL_TIMEOUT_S)),

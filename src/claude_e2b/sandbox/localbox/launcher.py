@@ -2,7 +2,8 @@
 
 ``start_localbox`` runs ``python -m claude_e2b.sandbox.localbox`` as a child
 process on a free loopback port. The child watches its parent: if this process
-dies, the sandbox ends too, so nothing outlives the run.
+dies, the sandbox ends too, so nothing outlives the run. The child inherits only an
+allow-list of the caller's environment (``server_env``), never its secrets.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import IO, Any
 
 from claude_e2b.errors import SandboxGoneError, SandboxStartError, SandboxTransientError
 
-from .registry import LocalBoxInfo, default_registry_dir, pid_alive, read_entries
+from .registry import LocalBoxInfo, pid_alive, read_entries
 
 __all__ = [
     "LocalBoxHandle",
+    "LocalBoxHost",
     "LocalBoxInfo",
     "LocalBoxOptions",
     "kill_localbox",
@@ -38,6 +40,16 @@ __all__ = [
 
 _STDERR_TAIL = 4000
 _HTTP_TIMEOUT_S = 5.0
+# All the server takes from its caller's environment: PATH (to find unshare, nsenter,
+# setpriv), the dynamic linker's and Python's own paths, the locale and time zone of
+# its log, and TMPDIR (a root's place when tmpfs is small). Nothing else: the caller's
+# environment holds GITHUB_TOKEN, E2B_API_KEY, AWS_* and the like, and a command in a
+# plain-mode sandbox runs as the server's user and could read /proc/SERVER/environ.
+# Commands get none of it either way (isolation.Isolation.env builds theirs).
+SERVER_ENV = frozenset(
+    {"PATH", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME"}
+)
+_LOCALE_PREFIX = "LC_"
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,18 @@ class LocalBoxOptions:
     keep_root: bool = False
     root: Path | None = None
     faults: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalBoxHost:
+    """The machine's side of local sandboxes: their registry, the caller's environment.
+
+    ``environ`` is where the server's allowed variables come from (see ``server_env``);
+    it may be the whole environment of the caller, so it is kept out of the repr.
+    """
+
+    registry_dir: Path
+    environ: Mapping[str, str] = field(repr=False)
 
 
 @dataclass
@@ -113,9 +137,13 @@ def _argv(options: LocalBoxOptions, ready_fd: int, registry_dir: Path) -> list[s
     return argv
 
 
-def _child_env() -> dict[str, str]:
-    """Our environment, with the package importable even when not installed."""
-    env = dict(os.environ)
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allowed part of ``environ``, with this package importable even when not installed."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if name in SERVER_ENV or name.startswith(_LOCALE_PREFIX)
+    }
     src = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     return env
@@ -160,22 +188,23 @@ def _healthy(url: str, deadline: float) -> None:
     raise TimeoutError("the local sandbox did not answer /health in time")
 
 
-def start_localbox(options: LocalBoxOptions, *, ready_timeout: float = 20.0) -> LocalBoxHandle:
+def start_localbox(
+    options: LocalBoxOptions, host: LocalBoxHost, *, ready_timeout: float = 20.0
+) -> LocalBoxHandle:
     """Start a local sandbox server as a child process and wait until it is healthy.
 
     Raises SandboxStartError (with the tail of the server's stderr) on failure.
     """
-    registry_dir = default_registry_dir()
     read_fd, write_fd = os.pipe()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the handle owns it until stop()
     try:
         process = subprocess.Popen(
-            _argv(options, write_fd, registry_dir),
+            _argv(options, write_fd, host.registry_dir),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             pass_fds=(write_fd,),
-            env=_child_env(),
+            env=server_env(host.environ),
         )
     finally:
         os.close(write_fd)
@@ -198,12 +227,12 @@ def start_localbox(options: LocalBoxOptions, *, ready_timeout: float = 20.0) -> 
     return handle
 
 
-def list_localboxes(registry_dir: Path | None = None) -> list[LocalBoxInfo]:
-    """Running local sandboxes of this machine (stale registry entries are pruned)."""
-    return read_entries(registry_dir or default_registry_dir())
+def list_localboxes(registry_dir: Path) -> list[LocalBoxInfo]:
+    """Running local sandboxes announced in ``registry_dir`` (stale entries are pruned)."""
+    return read_entries(registry_dir)
 
 
-def kill_localbox(sandbox_id: str, registry_dir: Path | None = None) -> bool:
+def kill_localbox(sandbox_id: str, registry_dir: Path) -> bool:
     """End a running local sandbox by id; False if there is no such sandbox."""
     found = [i for i in list_localboxes(registry_dir) if i.sandbox_id == sandbox_id]
     if not found:

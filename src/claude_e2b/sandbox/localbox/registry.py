@@ -2,26 +2,31 @@
 
 The server writes ``<dir>/<sandbox_id>.json`` once it is ready and removes it at
 exit; readers prune entries whose server pid is gone (a server killed by SIGKILL
-cannot clean up after itself).
+cannot clean up after itself). The directory is a parameter everywhere; its usual
+place, ``<state dir>/localbox``, is worked out here from an environment mapping the
+two edges hand in (``claude-e2b`` and a server started by hand), so they agree.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-def default_registry_dir() -> Path:
-    """$CLAUDE_E2B_STATE_DIR/localbox, else $XDG_STATE_HOME/claude-e2b/localbox."""
-    state = os.environ.get("CLAUDE_E2B_STATE_DIR")
-    if state:
-        return Path(state) / "localbox"
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "claude-e2b" / "localbox"
+def state_dir(environ: Mapping[str, str]) -> Path:
+    """claude-e2b's state directory: $CLAUDE_E2B_STATE_DIR, else $XDG_STATE_HOME/claude-e2b."""
+    if environ.get("CLAUDE_E2B_STATE_DIR"):
+        return Path(environ["CLAUDE_E2B_STATE_DIR"])
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "claude-e2b"
+
+
+def registry_dir(state: Path) -> Path:
+    """Where the local sandboxes of a state directory announce themselves."""
+    return state / "localbox"
 
 
 @dataclass(frozen=True)

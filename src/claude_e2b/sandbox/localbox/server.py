@@ -37,7 +37,7 @@ from .filesystem import FilesystemService
 from .isolation import Identity, Isolation, Mode, detect_mode, identity_for, username
 from .paths import SandboxFS
 from .processes import ProcessService
-from .registry import default_registry_dir, remove_entry, write_entry
+from .registry import registry_dir, remove_entry, state_dir, write_entry
 
 _log = logging.getLogger("claude_e2b.localbox")
 _TICK_S = 0.2
@@ -49,6 +49,7 @@ _EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 class ServerConfig:
     """Everything a server needs; built from the command line."""
 
+    registry_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
     lifetime_s: float = 3600.0
@@ -57,7 +58,6 @@ class ServerConfig:
     keep_root: bool = False
     root: Path | None = None
     faults: Mapping[str, Any] = field(default_factory=dict)
-    registry_dir: Path | None = None
     ready_fd: int | None = None
     mode: Mode | None = None
 
@@ -132,7 +132,7 @@ class Server:
         self.isolation = Isolation(self.mode, self.root, self.identity, dict(config.tools))
         self.faults = Faults()
         self.faults.update(config.faults)
-        self.registry_dir = config.registry_dir or default_registry_dir()
+        self.registry_dir = config.registry_dir
         self.state = BoxState(f"local-{secrets.token_hex(6)}", self.root, os.getpid(), {})
         self.state.metadata = dict(config.metadata)
         self.state.end_at = self.state.started_at + config.lifetime_s
@@ -257,8 +257,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def parse_args(argv: list[str]) -> ServerConfig:
-    """The command line of ``python -m claude_e2b.sandbox.localbox``."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m claude_e2b.sandbox.localbox",
         description="Run an E2B-compatible local sandbox (envd protocol). Connect with "
@@ -273,11 +272,22 @@ def parse_args(argv: list[str]) -> ServerConfig:
     parser.add_argument("--root", type=Path, help="sandbox root directory (default: a temp dir)")
     parser.add_argument("--keep-root", action="store_true", help="keep the root at exit")
     parser.add_argument("--faults", default="{}", help="fault injection, as JSON")
-    parser.add_argument("--registry-dir", type=Path, help="where to announce the sandbox")
+    parser.add_argument("--registry-dir", type=Path, help="where to announce the sandbox "
+                        "(default: where claude-e2b list looks)")  # fmt: skip
     parser.add_argument("--mode", choices=["root", "userns", "plain"], help="isolation mode")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
+    """The command line of ``python -m claude_e2b.sandbox.localbox``.
+
+    ``environ`` gives the default of --registry-dir (by hand; the launcher passes it).
+    """
+    args = _parser().parse_args(argv)
     return ServerConfig(
+        # Worked out only when needed: a launched server's environment has no HOME.
+        registry_dir=args.registry_dir or registry_dir(state_dir(environ)),
         host=args.host,
         port=args.port,
         lifetime_s=args.lifetime,
@@ -286,14 +296,13 @@ def parse_args(argv: list[str]) -> ServerConfig:
         keep_root=args.keep_root,
         root=args.root,
         faults=json.loads(args.faults),
-        registry_dir=args.registry_dir,
         ready_fd=args.ready_fd,
         mode=args.mode,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str], environ: Mapping[str, str]) -> int:
     """Entry point of ``python -m claude_e2b.sandbox.localbox``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s localbox %(message)s")
-    config = parse_args(sys.argv[1:] if argv is None else argv)
+    config = parse_args(argv, environ)
     return Server(config).run()
