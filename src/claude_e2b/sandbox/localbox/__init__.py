@@ -2,6 +2,7 @@
 
 from .launcher import (
     LocalBoxHandle,
+    LocalBoxHost,
     LocalBoxInfo,
     LocalBoxOptions,
     kill_localbox,
@@ -11,6 +12,7 @@ from .launcher import (
 
 __all__ = [
     "LocalBoxHandle",
+    "LocalBoxHost",
     "LocalBoxInfo",
     "LocalBoxOptions",
     "kill_localbox",
