@@ -20,6 +20,14 @@ ClaudeE2BError                      exit 3 unless a subclass says otherwise
 ├── SyncError                       moving the repository up or the changes back
 │   ├── SecretFoundError            the secret scan refused the upload (exit 1)
 │   └── UnsafeChangeError           a change that may not be applied
+├── PublishError                    the branch, commit, push or pull request (exit 1)
+│   ├── GitHubAuthError             the token was refused (401) or lacks a permission (403)
+│   ├── GitHubNotFoundError         404
+│   ├── GitHubValidationError       422: GitHub refused the request's content
+│   │   └── PullExistsError         an open pull request for that head and base exists
+│   ├── GitHubRateLimitError        asked to wait longer than the retry policy allows
+│   ├── GitHubUnavailableError      5xx, timeout or dropped connection after the retries
+│   └── PushError                   git push of the branch failed
 ├── AgentError                      Claude Code could not be run
 └── InternalError                   a bug: please report it
 ```
@@ -122,6 +130,44 @@ class SecretFoundError(SyncError):
 
 class UnsafeChangeError(SyncError):
     """A change from the sandbox may not be applied to the checkout."""
+
+
+class PublishError(ClaudeE2BError):
+    """Publishing the run's changes failed; they are still applied to the checkout."""
+
+    exit_code: ClassVar[int] = EXIT_RUN_INCOMPLETE
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class GitHubAuthError(PublishError):
+    """GitHub refused the token: invalid (401) or lacking a permission (403)."""
+
+
+class GitHubNotFoundError(PublishError):
+    """GitHub answered 404."""
+
+
+class GitHubValidationError(PublishError):
+    """GitHub answered 422: it refused the request's content."""
+
+
+class PullExistsError(GitHubValidationError):
+    """An open pull request for the same head and base exists already."""
+
+
+class GitHubRateLimitError(PublishError):
+    """GitHub asked us to wait longer than the retry policy allows."""
+
+
+class GitHubUnavailableError(PublishError):
+    """A server error, timeout or dropped connection that the retries did not cure."""
+
+
+class PushError(PublishError):
+    """``git push`` of the branch failed."""
 
 
 class AgentError(ClaudeE2BError):

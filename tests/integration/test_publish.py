@@ -13,14 +13,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from claude_e2b.errors import GitHubAuthError, GitHubRateLimitError, PublishError, PushError
 from claude_e2b.github.api import (
     BOT_LOGIN,
     GitHubApi,
-    GitHubAuthError,
-    GitHubRateLimitError,
     GitHubTarget,
-    PublishError,
-    PushError,
     RetryPolicy,
     basic_credential,
 )

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claude_e2b.errors import InternalError
-from claude_e2b.github.api import GitHubTarget, PublishError, PushError, basic_credential
+from claude_e2b.errors import InternalError, PublishError, PushError
+from claude_e2b.github.api import GitHubTarget, basic_credential
 from claude_e2b.github.commit import (
     BOT_IDENTITY,
     base_commit,

@@ -35,11 +35,19 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from github import Auth, Github, GithubException
 
-from claude_e2b.errors import EXIT_RUN_INCOMPLETE, ClaudeE2BError
+from claude_e2b.errors import (
+    GitHubAuthError,
+    GitHubNotFoundError,
+    GitHubRateLimitError,
+    GitHubUnavailableError,
+    GitHubValidationError,
+    PublishError,
+    PullExistsError,
+)
 from claude_e2b.log import REDACTOR, get_logger
 
 T = TypeVar("T")
@@ -54,47 +62,6 @@ PACE_WRITES_S = 1.0
 TREE_CHUNK = 100  # tree entries per POST /git/trees, as peter-evans/create-pull-request does
 
 log = get_logger(__name__)
-
-
-# -- errors (to move into claude_e2b.errors' tree)
-
-
-class PublishError(ClaudeE2BError):
-    """Publishing the run's changes failed; they are still applied to the checkout."""
-
-    exit_code: ClassVar[int] = EXIT_RUN_INCOMPLETE
-
-    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
-
-
-class GitHubAuthError(PublishError):
-    """GitHub refused the token: invalid (401) or lacking a permission (403)."""
-
-
-class GitHubNotFoundError(PublishError):
-    """GitHub answered 404."""
-
-
-class GitHubValidationError(PublishError):
-    """GitHub answered 422: it refused the request's content."""
-
-
-class PullExistsError(GitHubValidationError):
-    """An open pull request for the same head and base exists already."""
-
-
-class GitHubRateLimitError(PublishError):
-    """GitHub asked us to wait longer than the retry policy allows."""
-
-
-class GitHubUnavailableError(PublishError):
-    """A server error, timeout or dropped connection that the retries did not cure."""
-
-
-class PushError(PublishError):
-    """``git push`` of the branch failed."""
 
 
 # -- plain data in and out

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_e2b.errors import SyncError
-from claude_e2b.github.api import PublishError, PushError, basic_credential
+from claude_e2b.errors import PublishError, PushError, SyncError
+from claude_e2b.github.api import basic_credential
 from claude_e2b.log import REDACTOR, get_logger
 from claude_e2b.sync.formats import MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK
 from claude_e2b.sync.git import run_git

@@ -25,11 +25,10 @@ from functools import partial
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from claude_e2b.errors import InternalError
+from claude_e2b.errors import InternalError, PublishError
 from claude_e2b.github.api import (
     GitHubApi,
     GitHubTarget,
-    PublishError,
     PullRequestRef,
     TreeEntry,
 )
