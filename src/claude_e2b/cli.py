@@ -12,14 +12,19 @@ import argparse
 import functools
 import json
 import os
-import secrets
-import shutil
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from claude_e2b.config import Credentials, KeyInjection, Overrides, build_run_config
+from claude_e2b.config import Credentials, Overrides, build_run_config
+from claude_e2b.environment import (
+    credentials_from_env,
+    local_claude,
+    local_host,
+    local_registry,
+    new_run_id,
+    state_dir,
+)
 from claude_e2b.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -34,88 +39,9 @@ from claude_e2b.plan import check_plan_file, load_plan
 from claude_e2b.report import render_summary
 from claude_e2b.result import RunResult, write_result
 from claude_e2b.sandbox import Backend
-from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
-from claude_e2b.sandbox.localbox.registry import registry_dir, state_dir
 from claude_e2b.sandbox.session import kill_sandbox, list_sandboxes, open_session
 
 log = get_logger(__name__)
-# Bedrock and Vertex, as Claude Code reads them: settings, then secrets.
-PROVIDER_VARS = (
-    "CLAUDE_CODE_USE_BEDROCK",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "ANTHROPIC_BEDROCK_BASE_URL",
-    "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
-    "CLAUDE_CODE_USE_VERTEX",
-    "CLOUD_ML_REGION",
-    "ANTHROPIC_VERTEX_PROJECT_ID",
-    "ANTHROPIC_VERTEX_BASE_URL",
-    "CLAUDE_CODE_SKIP_VERTEX_AUTH",
-)
-PROVIDER_SECRETS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_BEARER_TOKEN_BEDROCK",
-)
-SECRET_ENV = (
-    "ANTHROPIC_API_KEY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "E2B_API_KEY",
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-    "INPUT_GITHUB-TOKEN",
-    "INPUT_GITHUB_TOKEN",
-)
-
-
-def new_run_id() -> str:
-    """A sortable, unique run id: UTC time plus random hex."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def local_registry(environ: Mapping[str, str]) -> Path:
-    """Where local sandboxes announce themselves: in the state directory."""
-    return registry_dir(state_dir(environ))
-
-
-def local_host(environ: Mapping[str, str]) -> LocalBoxHost:
-    """The local backend's registry, and the environment its servers take allowed names from."""
-    return LocalBoxHost(local_registry(environ), environ)
-
-
-def _present(environ: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
-    return {name: environ[name] for name in names if environ.get(name)}
-
-
-def credentials_from_env(
-    environ: Mapping[str, str], key_injection: KeyInjection = "env"
-) -> Credentials:
-    """The agent's credentials, and every other secret value the run must never show."""
-    others = tuple(environ[name] for name in SECRET_ENV if environ.get(name))
-    return Credentials(
-        anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
-        anthropic_base_url=environ.get("ANTHROPIC_BASE_URL") or None,
-        claude_oauth_token=environ.get("CLAUDE_CODE_OAUTH_TOKEN") or None,
-        agent_vars=_present(environ, PROVIDER_VARS),
-        agent_secrets=_present(environ, PROVIDER_SECRETS),
-        other_secrets=others,
-        key_injection=key_injection,
-    )
-
-
-def local_claude(environ: Mapping[str, str]) -> Path:
-    """The Claude Code binary the local sandbox offers as ``claude``."""
-    given = environ.get("CLAUDE_E2B_CLAUDE_BIN") or shutil.which("claude")
-    if not given:
-        raise ConfigError(
-            "--sandbox local needs the Claude Code CLI on this machine, and none was found",
-            hint="npm install -g @anthropic-ai/claude-code@2.1.328, or set CLAUDE_E2B_CLAUDE_BIN",
-        )
-    path = Path(given).resolve()
-    if not path.is_file():
-        raise ConfigError(f"CLAUDE_E2B_CLAUDE_BIN points to {given}, which is not a file")
-    return path
 
 
 def _check_credentials(credentials: Credentials) -> None:

@@ -121,6 +121,28 @@ class Overrides:
     budget_usd: float | None = None
     max_turns: int | None = None
     include_untracked: bool | None = None
+    branch: str | None = None
+    base_branch: str | None = None
+    draft: bool | None = None
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    sign_commits: bool = False
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """Where and how the pull request goes; None means "decide at publish time".
+
+    ``branch`` None: ``claude-e2b/<plan stem>``; ``base_branch`` None: the branch
+    checked out; ``draft`` None: a draft unless the run completed.
+    """
+
+    branch: str | None = None
+    base_branch: str | None = None
+    draft: bool | None = None
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    sign_commits: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +170,7 @@ class RunConfig:
     network: tuple[str, ...] | None
     credentials: Credentials
     local_tools: Mapping[str, Path] = field(default_factory=dict)
-    open_pr: bool = False
+    publish: PublishSettings = field(default_factory=PublishSettings)
     run_id: str = ""
     grace_s: float = DEFAULT_GRACE_S
     sandbox_vcpus: float = DEFAULT_SANDBOX_VCPUS
@@ -180,7 +202,6 @@ def build_run_config(
     output_dir: Path,
     credentials: Credentials,
     local_tools: Mapping[str, Path] | None = None,
-    open_pr: bool = False,
     run_id: str = "",
 ) -> RunConfig:
     """Merge flags/inputs over the plan over the defaults; raises ConfigError on bad values."""
@@ -220,8 +241,24 @@ def build_run_config(
         network=plan.network,
         credentials=credentials,
         local_tools=dict(local_tools or {}),
-        open_pr=open_pr,
+        publish=_publish_settings(plan, overrides),
         run_id=run_id,
+    )
+
+
+def _merged(first: tuple[str, ...], then: tuple[str, ...]) -> tuple[str, ...]:
+    """Both lists, in order, each name once (inputs add to the plan's)."""
+    return tuple(dict.fromkeys((*first, *then)))
+
+
+def _publish_settings(plan: Plan, overrides: Overrides) -> PublishSettings:
+    return PublishSettings(
+        branch=_first(overrides.branch, plan.branch, default=None),
+        base_branch=_first(overrides.base_branch, plan.base_branch, default=None),
+        draft=_first(overrides.draft, plan.draft, default=None),
+        labels=_merged(plan.labels, overrides.labels),
+        reviewers=_merged(plan.reviewers, overrides.reviewers),
+        sign_commits=overrides.sign_commits,
     )
 
 

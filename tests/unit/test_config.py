@@ -164,3 +164,39 @@ def test_allow_list_always_admits_the_api_host():
     spec = sandbox_spec(_config(text=text))
     assert spec.allow_out == ("pypi.org", "api.anthropic.com")
     assert sandbox_spec(_config(text="Task.\n")).allow_out is None
+
+
+PUBLISHING_PLAN = """---
+branch: plan-branch
+base-branch: develop
+draft: false
+labels: [bot, nightly]
+reviewers: [alice]
+---
+Do it.
+"""
+
+
+def test_publish_settings_merge_inputs_over_plan():
+    """Branch, base and draft from inputs beat the plan's; labels and reviewers add up."""
+    overrides = Overrides(
+        branch="input-branch",
+        draft=True,
+        labels=("nightly", "urgent"),
+        reviewers=("bob",),
+        sign_commits=True,
+    )
+    publish = _config(overrides, PUBLISHING_PLAN).publish
+    assert publish.branch == "input-branch"
+    assert publish.base_branch == "develop"
+    assert publish.draft is True
+    assert publish.labels == ("bot", "nightly", "urgent")
+    assert publish.reviewers == ("alice", "bob")
+    assert publish.sign_commits is True
+
+
+def test_publish_settings_left_open_without_plan_or_inputs():
+    """Nothing given: branch, base and draft are decided at publish time."""
+    publish = _config(text="Do it.\n").publish
+    assert (publish.branch, publish.base_branch, publish.draft) == (None, None, None)
+    assert publish.labels == ()
