@@ -17,6 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from claude_e2b.config import Credentials, Overrides, build_run_config
+from claude_e2b.delivery import (
+    Delivery,
+    base_for,
+    branch_for,
+    cli_target,
+    publish_run,
+    write_run_files,
+)
 from claude_e2b.environment import (
     credentials_from_env,
     local_claude,
@@ -32,12 +40,12 @@ from claude_e2b.errors import (
     ClaudeE2BError,
     ConfigError,
 )
+from claude_e2b.github.api import GitHubApi
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import REDACTOR, configure_logging, get_logger
 from claude_e2b.pipeline import run_pipeline
 from claude_e2b.plan import check_plan_file, load_plan
-from claude_e2b.report import render_summary
-from claude_e2b.result import RunResult, write_result
+from claude_e2b.report import ReportContext
 from claude_e2b.sandbox import Backend
 from claude_e2b.sandbox.session import kill_sandbox, list_sandboxes, open_session
 
@@ -54,12 +62,7 @@ def _check_credentials(credentials: Credentials) -> None:
 
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """claude-e2b run: the whole job for one plan."""
-    if not args.no_pr:
-        raise ConfigError(
-            "opening pull requests is not available in this version yet",
-            hint="pass --no-pr: the changes are applied to --repo and reported in --output-dir",
-        )
+    """claude-e2b run: the whole job for one plan; then its pull request unless --no-pr."""
     credentials = credentials_from_env(environ, args.key_injection)
     workflow = Workflow(enabled=environ.get("GITHUB_ACTIONS") == "true")
     for value in credentials.secret_values():
@@ -87,15 +90,26 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         local_tools={"claude": local_claude(environ)} if args.sandbox == "local" else None,
         run_id=run_id,
     )
+    # Everything publishing needs is checked before the run costs anything.
+    target = None if args.no_pr else cli_target(repo, environ)
+    base = None if args.no_pr else base_for(config, None)
+    if target is not None:
+        branch_for(config)
     open_sandbox = functools.partial(open_session, host=local_host(environ))
     result = run_pipeline(config, open_sandbox, workflow)
-    _report(result, config.output_dir, as_json=args.json)
-    return result.exit_code
+    delivery = Delivery(result)
+    if target is not None and base is not None:
+        with GitHubApi.open(target) as api:
+            delivery = publish_run(config, result, target, api, base=base, ctx=ReportContext())
+    _report(delivery, config.output_dir, as_json=args.json)
+    return delivery.exit_code
 
 
-def _report(result: RunResult, output_dir: Path, *, as_json: bool) -> None:
-    write_result(result, output_dir / "result.json")
-    (output_dir / "summary.md").write_text(render_summary(result), encoding="utf-8")
+def _report(delivery: Delivery, output_dir: Path, *, as_json: bool) -> None:
+    result = delivery.result
+    write_run_files(result, output_dir, ReportContext())
+    if delivery.error is not None:
+        sys.stderr.write(f"claude-e2b: {REDACTOR.redact(str(delivery.error))}\n")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
@@ -103,6 +117,8 @@ def _report(result: RunResult, output_dir: Path, *, as_json: bool) -> None:
             f"{result.status}: {len(result.changes)} file(s) changed, "
             f"{len(result.skipped_changes)} skipped; results in {output_dir}\n"
         )
+        if result.pr is not None:
+            sys.stdout.write(f"pull request {result.pr.operation}: {result.pr.url}\n")
     if result.message:
         sys.stderr.write(REDACTOR.redact(result.message) + "\n")
 
@@ -202,7 +218,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--repo", default=".", help="the checkout to upload and apply changes to")
     run.add_argument("--sandbox", choices=["e2b", "local"], default="e2b")
     run.add_argument("--output-dir", help="where result.json, summary.md, transcript.jsonl go")
-    run.add_argument("--no-pr", action="store_true", help="apply the changes, open no PR")
+    run.add_argument(
+        "--no-pr",
+        action="store_true",
+        help="apply the changes, open no pull request (otherwise: GITHUB_TOKEN or GH_TOKEN, "
+        "and the origin remote's repository)",
+    )
     run.add_argument("--timeout-minutes", type=_positive_float)
     run.add_argument("--budget-usd", type=_positive_float)
     run.add_argument("--model")

@@ -9,9 +9,12 @@ locally, the result says why there is no PR, and the caller exits 1.
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from claude_e2b.config import RunConfig
 from claude_e2b.errors import ConfigError, PublishError
@@ -134,3 +137,63 @@ def write_run_files(result: RunResult, output_dir: Path, ctx: ReportContext) -> 
     write_result(result, path)
     (output_dir / "summary.md").write_text(render_summary(result, ctx), encoding="utf-8")
     return path
+
+
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
+
+
+def origin_url(repo_dir: Path) -> str:
+    """The URL of the checkout's ``origin`` remote; raises ConfigError without one."""
+    done = subprocess.run(
+        ["git", "remote", "get-url", "origin"],
+        cwd=repo_dir,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ConfigError(
+            f"{repo_dir} has no `origin` remote to open the pull request on",
+            hint="add one (git remote add origin URL), or pass --no-pr",
+        )
+    return done.stdout.strip()
+
+
+def target_from_remote(url: str, token: str, environ: Mapping[str, str]) -> GitHubTarget:
+    """Server, API and ``owner/name`` from a remote URL (https, ssh or scp-like).
+
+    GITHUB_SERVER_URL, GITHUB_API_URL and GITHUB_REPOSITORY override what the URL says.
+    Raises ConfigError when the URL names no ``owner/name``.
+    """
+    parts = urlsplit(url)
+    scp = None if parts.scheme else _SCP_LIKE.match(url)
+    host = parts.netloc.rpartition("@")[2] if parts.scheme else (scp["host"] if scp else "")
+    path = parts.path if parts.scheme else (scp["path"] if scp else "")
+    scheme = parts.scheme if parts.scheme in {"http", "https"} else "https"
+    repository = path.strip("/").removesuffix(".git")
+    server = environ.get("GITHUB_SERVER_URL") or f"{scheme}://{host}"
+    repository = environ.get("GITHUB_REPOSITORY") or repository
+    if not host or repository.count("/") != 1:
+        raise ConfigError(
+            f"cannot tell the GitHub repository from the origin remote {url!r}",
+            hint="set GITHUB_REPOSITORY=owner/name (and GITHUB_SERVER_URL), or pass --no-pr",
+        )
+    default_api = "https://api.github.com" if host == "github.com" else f"{server}/api/v3"
+    api = environ.get("GITHUB_API_URL") or default_api
+    return GitHubTarget(api.rstrip("/"), server.rstrip("/"), repository, token)
+
+
+def cli_target(repo_dir: Path, environ: Mapping[str, str]) -> GitHubTarget:
+    """Where ``claude-e2b run`` publishes: the origin's repository, GITHUB_TOKEN or GH_TOKEN.
+
+    Raises ConfigError when there is no token or no usable origin remote.
+    """
+    token = environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN")
+    if not token:
+        raise ConfigError(
+            "opening a pull request needs a GitHub token",
+            hint="export GITHUB_TOKEN (or GH_TOKEN), e.g. GH_TOKEN=$(gh auth token); "
+            "or pass --no-pr to only apply the changes",
+        )
+    return target_from_remote(origin_url(repo_dir), token, environ)

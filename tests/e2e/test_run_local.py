@@ -178,8 +178,8 @@ def test_plan_check_reports_file_and_line(tmp_path, cli_env):
     assert "timeout-minutes" in done.stderr
 
 
-def test_run_without_no_pr_is_refused_before_any_work(tmp_path, cli_env):
-    """Until PRs can be opened, `run` without --no-pr stops with exit 2 and says why."""
+def test_run_without_token_is_refused_before_any_work(tmp_path, cli_env):
+    """Without --no-pr and without a GitHub token, `run` stops with exit 2 and says what to set."""
     repo = make_repo(tmp_path / "repo")
     done = run_cli(
         ["run", "--plan", str(repo / "PLAN.md"), "--repo", str(repo), "--sandbox", "local"],
@@ -187,5 +187,6 @@ def test_run_without_no_pr_is_refused_before_any_work(tmp_path, cli_env):
         timeout=60,
     )
     assert done.returncode == 2
+    assert "GITHUB_TOKEN" in done.stderr
     assert "--no-pr" in done.stderr
     assert git(repo, "status", "--porcelain") == ""
