@@ -15,6 +15,7 @@ from claude_e2b.cost import (
 )
 from claude_e2b.errors import ConfigError
 from claude_e2b.log import REDACTOR
+from claude_e2b.markdown import md_cell, md_cell_code, md_code, md_fence, md_quote
 from claude_e2b.report import (
     COMMENT_MARKER,
     MAX_BODY_BYTES,
@@ -22,10 +23,6 @@ from claude_e2b.report import (
     ReportContext,
     comment_marker,
     load_overrides,
-    md_cell,
-    md_cell_code,
-    md_code,
-    md_fence,
     render_issue_comment,
     render_pr_body,
     render_step_summary,
@@ -691,3 +688,14 @@ def test_the_result_dataclass_stays_unchanged_by_rendering():
     render_pr_body(result)
     assert result.to_dict() == before
     assert replace(result) == result
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Fixes #12", "closes: #3", "Resolved octo/app#7", "FIX   #1 and more"],
+)
+def test_closing_keywords_in_agent_text_cannot_close_issues(text):
+    """The agent cannot make the PR close an issue on merge; a plain #12 stays a link."""
+    quoted = str(md_quote(f"{text}; see #44"))
+    assert not re.search(r"(?i)\b(close[sd]?|fix(e[sd])?|resolve[sd]?)\b:?\s+[\w./-]*#\d", quoted)
+    assert "see #44" in quoted
