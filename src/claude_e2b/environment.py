@@ -19,9 +19,11 @@ from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.localbox.registry import registry_dir, state_dir
 
 __all__ = [
+    "BEDROCK_VARS",
     "PROVIDER_SECRETS",
     "PROVIDER_VARS",
     "SECRET_ENV",
+    "VERTEX_VARS",
     "credentials_from_env",
     "local_claude",
     "local_host",
@@ -30,25 +32,30 @@ __all__ = [
     "state_dir",
 ]
 
-# Bedrock and Vertex, as Claude Code reads them: settings, then secrets.
-PROVIDER_VARS = (
+# Bedrock and Vertex, as Claude Code reads them: settings, then secrets. Each set
+# reaches the agent only when its provider is switched on; the secrets are redacted anyway.
+BEDROCK_VARS = (
     "CLAUDE_CODE_USE_BEDROCK",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "ANTHROPIC_BEDROCK_BASE_URL",
     "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
+)
+VERTEX_VARS = (
     "CLAUDE_CODE_USE_VERTEX",
     "CLOUD_ML_REGION",
     "ANTHROPIC_VERTEX_PROJECT_ID",
     "ANTHROPIC_VERTEX_BASE_URL",
     "CLAUDE_CODE_SKIP_VERTEX_AUTH",
 )
+PROVIDER_VARS = BEDROCK_VARS + VERTEX_VARS
 PROVIDER_SECRETS = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_BEARER_TOKEN_BEDROCK",
 )
+_OFF = frozenset({"", "0", "false", "no", "off"})
 SECRET_ENV = (
     "ANTHROPIC_API_KEY",
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -83,16 +90,32 @@ def credentials_from_env(
     environ: Mapping[str, str], key_injection: KeyInjection = "env"
 ) -> Credentials:
     """The agent's credentials, and every other secret value the run must never show."""
+    bedrock = _switched_on(environ, "CLAUDE_CODE_USE_BEDROCK")
+    agent_vars = {
+        **(_present(environ, BEDROCK_VARS) if bedrock else {}),
+        **(
+            _present(environ, VERTEX_VARS)
+            if _switched_on(environ, "CLAUDE_CODE_USE_VERTEX")
+            else {}
+        ),
+    }
+    provider_secrets = _present(environ, PROVIDER_SECRETS)
+    # Secrets the agent does not get are still redacted everywhere.
     others = tuple(environ[name] for name in SECRET_ENV if environ.get(name))
+    unused = () if bedrock else tuple(provider_secrets.values())
     return Credentials(
         anthropic_api_key=environ.get("ANTHROPIC_API_KEY") or None,
         anthropic_base_url=environ.get("ANTHROPIC_BASE_URL") or None,
         claude_oauth_token=environ.get("CLAUDE_CODE_OAUTH_TOKEN") or None,
-        agent_vars=_present(environ, PROVIDER_VARS),
-        agent_secrets=_present(environ, PROVIDER_SECRETS),
-        other_secrets=others,
+        agent_vars=agent_vars,
+        agent_secrets=provider_secrets if bedrock else {},
+        other_secrets=others + unused,
         key_injection=key_injection,
     )
+
+
+def _switched_on(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() not in _OFF
 
 
 def local_claude(environ: Mapping[str, str]) -> Path:
