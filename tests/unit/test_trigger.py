@@ -614,3 +614,11 @@ def test_any_comment_gives_a_decision_and_a_trigger_only_with_a_clean_path(text:
     if isinstance(got, Trigger):
         assert check_plan_path(got.plan) == got.plan
         assert got.plan == "plans/default.md" or all(p in text for p in got.plan.split("/"))
+
+
+def test_a_leading_dash_hidden_behind_dot_slash_is_refused():
+    """`./-x` normalises to `-x`, which could read as an option: refused like `-x` itself."""
+    with pytest.raises(ValueError, match="may not start with"):
+        check_plan_path("./-")
+    with pytest.raises(ValueError, match="may not start with"):
+        check_plan_path("./~/plan.md")

@@ -357,6 +357,8 @@ def _component_problems(parts: list[str]) -> Iterator[str]:
     """Problems of the path's components."""
     if not parts:
         yield "the plan path names the repository root, not a plan file"
+    if parts and parts[0].startswith(("-", "~")):  # also after "./" is dropped
+        yield "the plan path may not start with '-' or '~'"
     if ".." in parts:
         yield "the plan path may not contain '..'"
     if ".git" in parts:
