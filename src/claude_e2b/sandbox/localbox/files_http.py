@@ -2,7 +2,9 @@
 
 Bodies go through in chunks both ways, so memory stays flat whatever the file
 size (python-multipart's streaming parser hands each part's bytes straight to its
-file). Errors are envd's JSON ``{"message", "code"}`` with the status the SDK maps:
+file). Files are opened through ``SandboxFS.locate`` (see safe_fs): by descriptors,
+so a symlink a command swaps in meanwhile cannot send a byte outside the sandbox.
+Errors are envd's JSON ``{"message", "code"}`` with the status the SDK maps:
 400 bad path or body, 401 unknown user, 404 missing file, 500 (injected) server error.
 """
 
@@ -10,19 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
+from . import safe_fs
 from .faults import Faults
-from .filesystem import chown_to, make_dirs
 from .paths import PathEscapeError, SandboxFS, absolute
 
 if TYPE_CHECKING:
@@ -132,25 +135,31 @@ class FilesAPI:
         if method not in {"GET", "POST"}:
             await send_failure(send, EnvdHTTPError(405, "method not allowed"))
 
-    def _host(self, path: str, user: str) -> Path:
-        try:
-            return self._fs.host(path, user)
-        except PathEscapeError as exc:
-            raise EnvdHTTPError(400, str(exc)) from exc
-
     async def _download(self, scope: Scope, send: Send) -> None:
         params = query(scope)
-        host = self._host(params.get("path", ""), user_of(params))
-        if not host.exists():
-            raise EnvdHTTPError(404, f"path '{params.get('path')}' does not exist")
-        if not host.is_file():
-            raise EnvdHTTPError(400, f"path '{params.get('path')}' is not a file")
-        with host.open("rb") as handle:
-            size = host.stat().st_size
-            await send(_download_start(host.name, size))
+        user = user_of(params)
+        path = params.get("path", "")
+        with self._readable(path, user) as (handle, name):
+            size = os.fstat(handle.fileno()).st_size
+            await send(_download_start(name, size))
             while chunk := await asyncio.to_thread(handle.read, _CHUNK):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @contextmanager
+    def _readable(self, path: str, user: str) -> Iterator[tuple[IO[bytes], str]]:
+        """The open file to download and its name. Raises EnvdHTTPError (400, 404)."""
+        try:
+            with self._fs.locate(path, user) as entry:
+                handle = safe_fs.open_read(entry)
+        except PathEscapeError as exc:
+            raise EnvdHTTPError(400, str(exc)) from exc
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise EnvdHTTPError(404, f"path '{path}' does not exist") from exc
+        except (IsADirectoryError, safe_fs.NotRegularFileError) as exc:
+            raise EnvdHTTPError(400, f"path '{path}' is not a file") from exc
+        with handle:
+            yield handle, entry.basename
 
     async def _upload(self, scope: Scope, body: Body, send: Send) -> None:
         params = query(scope)
@@ -195,7 +204,7 @@ class FilesAPI:
             raise EnvdHTTPError(400, "a multipart file without a path")
         if self._faults.take_upload_error(self._sandbox_path(path, user)):
             return _PartWriter.failing(self._sandbox_path(path, user))
-        return _PartWriter.open(self._target(path, user), self._sandbox_path(path, user))
+        return _PartWriter(self._target(path, user), self._sandbox_path(path, user))
 
     def _sandbox_path(self, path: str, user: str) -> str:
         try:
@@ -203,24 +212,29 @@ class FilesAPI:
         except PathEscapeError as exc:
             raise EnvdHTTPError(400, str(exc)) from exc
 
-    def _target(self, path: str, user: str) -> Path:
-        host = self._host(path, user)
-        if host.is_dir():
-            raise EnvdHTTPError(400, f"path '{path}' is a directory")
+    def _target(self, path: str, user: str) -> IO[bytes]:
+        """The file to upload into, created with its parents for the sandbox user.
+
+        Raises EnvdHTTPError(400) for a path that leaves the root or cannot be a file.
+        """
         owner = self._owner_of(user)
         try:
-            make_dirs(host.parent, owner)
-        except (NotADirectoryError, FileExistsError) as exc:
+            with self._fs.locate(path, user, make_parents=True, owner=owner) as entry:
+                return safe_fs.open_write(entry, owner)
+        except PathEscapeError as exc:
+            raise EnvdHTTPError(400, str(exc)) from exc
+        except IsADirectoryError as exc:
+            raise EnvdHTTPError(400, f"path '{path}' is a directory") from exc
+        except safe_fs.NotRegularFileError as exc:
+            raise EnvdHTTPError(400, f"path '{path}' is not a regular file") from exc
+        except (NotADirectoryError, FileExistsError, FileNotFoundError) as exc:
             raise EnvdHTTPError(400, f"cannot create the parent directories of '{path}'") from exc
-        host.touch()
-        chown_to(host, owner)
-        return host
 
     async def _write(self, path: str, user: str, chunks: AsyncIterator[bytes]) -> str:
         sandbox_path = self._sandbox_path(path, user)
         if self._faults.take_upload_error(sandbox_path):
             raise EnvdHTTPError(500, "injected upload failure")
-        writer = _PartWriter.open(self._target(path, user), sandbox_path)
+        writer = _PartWriter(self._target(path, user), sandbox_path)
         try:
             async for chunk in chunks:
                 writer.write(chunk)
@@ -312,13 +326,9 @@ def filename_of(disposition: bytes) -> str | None:
 class _PartWriter:
     """Writes one uploaded file; a failing writer swallows data, then answers 500."""
 
-    def __init__(self, handle: Any, sandbox_path: str) -> None:
+    def __init__(self, handle: IO[bytes] | None, sandbox_path: str) -> None:
         self._handle = handle
         self._path = sandbox_path
-
-    @classmethod
-    def open(cls, host: Path, sandbox_path: str) -> _PartWriter:
-        return cls(host.open("wb"), sandbox_path)
 
     @classmethod
     def failing(cls, sandbox_path: str) -> _PartWriter:

@@ -1,5 +1,8 @@
 """envd's Filesystem service (stat, mkdir, move, list, remove) over ``SandboxFS``.
 
+Every operation works on descriptors from ``SandboxFS.locate`` (see safe_fs), never
+on a host path: commands in the sandbox may swap any file or directory for a
+symlink while the server (root on the host, in CI) works on it.
 Directory watching (WatchDir and the watcher RPCs) answers UNIMPLEMENTED.
 """
 # ruff: noqa: ARG002 - the RPC signatures are fixed by envd's generated protocol
@@ -7,10 +10,9 @@ Directory watching (WatchDir and the watcher RPCs) answers UNIMPLEMENTED.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from connectrpc.code import Code
@@ -21,40 +23,27 @@ from e2b.envd.filesystem.filesystem_connect import Filesystem
 from protobuf import DescService
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
+from . import safe_fs
 from .paths import PathEscapeError, SandboxFS
 from .processes import request_user
+from .safe_fs import Entry
 
 OwnerOf = Callable[[str], "int | None"]
 NameOf = Callable[[int], str]
 
 
-def chown_to(path: Path, uid: int | None) -> None:
-    """Give a file we created to the sandbox user it was created for."""
-    if uid is not None:
-        os.chown(path, uid, uid, follow_symlinks=False)
+def entry_info(fs: SandboxFS, entry: Entry, name_of: NameOf) -> pb.EntryInfo:
+    """Envd's EntryInfo of an entry (a symlink reports its target's type, in the root).
 
-
-def make_dirs(path: Path, uid: int | None) -> None:
-    """Mkdir -p, with each new directory owned by ``uid``."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir()
-        chown_to(directory, uid)
-
-
-def entry_info(fs: SandboxFS, host: Path, name_of: NameOf) -> pb.EntryInfo:
-    """Envd's EntryInfo of a host path (a symlink reports its target's type)."""
-    link = host.lstat()
+    Raises FileNotFoundError when the entry does not exist.
+    """
+    link = safe_fs.lstat(entry)
     is_link = stat.S_ISLNK(link.st_mode)
-    st = host.stat() if is_link and host.exists() else link
+    st = (_target_stat(fs, entry) or link) if is_link else link
     info = pb.EntryInfo(
-        name=host.name,
+        name=entry.basename,
         type=_file_type(st.st_mode),
-        path=fs.sandbox_path(host),
+        path=entry.path,
         size=st.st_size,
         mode=stat.S_IMODE(st.st_mode),
         permissions=stat.filemode(st.st_mode),
@@ -64,8 +53,24 @@ def entry_info(fs: SandboxFS, host: Path, name_of: NameOf) -> pb.EntryInfo:
         is_symlink=is_link,
     )
     if is_link:
-        info.symlink_target = str(host.readlink())
+        info.symlink_target = _link_text(entry)
     return info
+
+
+def _target_stat(fs: SandboxFS, link: Entry) -> os.stat_result | None:
+    """What a link points to, resolved inside the root (None: dangling or leaving it)."""
+    try:
+        with fs.safe.locate(link.path) as target:
+            return safe_fs.lstat(target)
+    except (OSError, PathEscapeError):
+        return None
+
+
+def _link_text(link: Entry) -> str:
+    try:
+        return safe_fs.readlink(link)
+    except OSError:  # replaced by something else since the lstat
+        return ""
 
 
 def _file_type(mode: int) -> pb.FileType:
@@ -89,73 +94,96 @@ class FilesystemService:
         """The service descriptor (part of the generated protocol)."""
         return Filesystem.desc()
 
-    def _host(self, path: str, ctx: RequestContext[Any, Any], *, follow: bool = True) -> Path:
+    @contextmanager
+    def _located(
+        self,
+        path: str,
+        ctx: RequestContext[Any, Any],
+        *,
+        follow: bool = True,
+        make_parents: bool = False,
+    ) -> Iterator[Entry]:
+        """The entry of a request's path; errors in the block are envd's codes too.
+
+        Missing anywhere → NOT_FOUND; leaving the root → INVALID_ARGUMENT.
+        """
+        user = request_user(ctx)
+        owner = self._owner_of(user) if make_parents else None
         try:
-            return self._fs.host(path, request_user(ctx), follow_last=follow)
+            with self._fs.locate(
+                path, user, follow_last=follow, make_parents=make_parents, owner=owner
+            ) as entry:
+                yield entry
         except PathEscapeError as exc:
             raise ConnectError(Code.INVALID_ARGUMENT, str(exc)) from exc
+        except (NotADirectoryError, FileExistsError) as exc:
+            if make_parents:
+                raise ConnectError(Code.INVALID_ARGUMENT, f"cannot create {path}") from exc
+            raise ConnectError(Code.NOT_FOUND, f"path {path} does not exist") from exc
+        except FileNotFoundError as exc:
+            raise ConnectError(Code.NOT_FOUND, f"path {path} does not exist") from exc
 
-    def _info(self, host: Path) -> pb.EntryInfo:
-        return entry_info(self._fs, host, self._name_of)
+    def _info(self, entry: Entry) -> pb.EntryInfo:
+        return entry_info(self._fs, entry, self._name_of)
 
     async def stat(self, request: pb.StatRequest, ctx: RequestContext[Any, Any]) -> pb.StatResponse:
         """Stat a path (a final symlink is reported as a link)."""
-        host = self._host(request.path, ctx, follow=False)
-        _must_exist(host, request.path)
-        return pb.StatResponse(entry=self._info(host))
+        with self._located(request.path, ctx, follow=False) as entry:
+            return pb.StatResponse(entry=self._info(entry))
 
     async def make_dir(
         self, request: pb.MakeDirRequest, ctx: RequestContext[Any, Any]
     ) -> pb.MakeDirResponse:
         """Mkdir -p; ALREADY_EXISTS when the directory is there already."""
-        host = self._host(request.path, ctx)
-        if host.is_dir():
-            raise ConnectError(Code.ALREADY_EXISTS, f"directory {request.path} already exists")
-        if host.exists():
-            raise ConnectError(Code.INVALID_ARGUMENT, f"{request.path} exists and is not a dir")
-        try:
-            make_dirs(host, self._owner_of(request_user(ctx)))
-        except NotADirectoryError as exc:
-            raise ConnectError(Code.INVALID_ARGUMENT, f"cannot create {request.path}") from exc
-        return pb.MakeDirResponse(entry=self._info(host))
+        with self._located(request.path, ctx, make_parents=True) as entry:
+            try:
+                safe_fs.make_dir(entry, self._owner_of(request_user(ctx)))
+            except FileExistsError as exc:
+                if stat.S_ISDIR(safe_fs.lstat(entry).st_mode):
+                    message = f"directory {request.path} already exists"
+                    raise ConnectError(Code.ALREADY_EXISTS, message) from exc
+                message = f"{request.path} exists and is not a dir"
+                raise ConnectError(Code.INVALID_ARGUMENT, message) from exc
+            return pb.MakeDirResponse(entry=self._info(entry))
 
     async def move(self, request: pb.MoveRequest, ctx: RequestContext[Any, Any]) -> pb.MoveResponse:
         """Rename, creating the destination's parent directories."""
-        source = self._host(request.source, ctx, follow=False)
-        target = self._host(request.destination, ctx, follow=False)
-        _must_exist(source, request.source)
-        make_dirs(target.parent, self._owner_of(request_user(ctx)))
-        source.rename(target)
-        return pb.MoveResponse(entry=self._info(target))
+        with self._located(request.source, ctx, follow=False) as source:
+            safe_fs.lstat(source)  # NOT_FOUND before any directory is made
+            with self._located(request.destination, ctx, follow=False, make_parents=True) as target:
+                safe_fs.rename(source, target)
+                return pb.MoveResponse(entry=self._info(target))
 
     async def list_dir(
         self, request: pb.ListDirRequest, ctx: RequestContext[Any, Any]
     ) -> pb.ListDirResponse:
         """Entries of a directory, down to ``depth`` levels (at least 1)."""
-        host = self._host(request.path, ctx)
-        _must_exist(host, request.path)
-        if not host.is_dir():
-            raise ConnectError(Code.INVALID_ARGUMENT, f"path {request.path} is not a directory")
         entries: list[pb.EntryInfo] = []
-        self._walk(host, max(request.depth, 1), entries)
+        with self._located(request.path, ctx) as entry:
+            if not stat.S_ISDIR(safe_fs.lstat(entry).st_mode):
+                message = f"path {request.path} is not a directory"
+                raise ConnectError(Code.INVALID_ARGUMENT, message)
+            self._walk(entry, max(request.depth, 1), entries)
         return pb.ListDirResponse(entries=entries)
 
-    def _walk(self, directory: Path, depth: int, out: list[pb.EntryInfo]) -> None:
-        for child in sorted(directory.iterdir()):
-            out.append(self._info(child))
-            if depth > 1 and child.is_dir() and not child.is_symlink():
-                self._walk(child, depth - 1, out)
+    def _walk(self, directory: Entry, depth: int, out: list[pb.EntryInfo]) -> None:
+        with safe_fs.open_dir(directory) as fd:
+            for name in safe_fs.names(fd):
+                child = directory.child(fd, name)
+                try:
+                    info = self._info(child)
+                except FileNotFoundError:
+                    continue  # removed since the directory was read
+                out.append(info)
+                if depth > 1 and info.type == pb.FileType.DIRECTORY and not info.is_symlink:
+                    self._walk(child, depth - 1, out)
 
     async def remove(
         self, request: pb.RemoveRequest, ctx: RequestContext[Any, Any]
     ) -> pb.RemoveResponse:
         """Remove a file, link or whole directory tree."""
-        host = self._host(request.path, ctx, follow=False)
-        _must_exist(host, request.path)
-        if host.is_dir() and not host.is_symlink():
-            shutil.rmtree(host)
-        else:
-            host.unlink()
+        with self._located(request.path, ctx, follow=False) as entry:
+            safe_fs.remove(entry)
         return pb.RemoveResponse()
 
     def watch_dir(self, request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
@@ -173,8 +201,3 @@ class FilesystemService:
     async def remove_watcher(self, request: Any, ctx: RequestContext[Any, Any]) -> Any:
         """Not implemented."""
         raise ConnectError(Code.UNIMPLEMENTED, "the local sandbox cannot watch directories")
-
-
-def _must_exist(host: Path, path: str) -> None:
-    if not host.is_symlink() and not host.exists():
-        raise ConnectError(Code.NOT_FOUND, f"path {path} does not exist")

@@ -4,23 +4,22 @@ The sandbox sees one file system whose "/" is ROOT on the host. Symlinks are
 resolved the way the sandbox would see them (an absolute target starts again at
 ROOT), so a link a command made can never make the server touch a host file; a
 ".." that would climb above the sandbox's "/" is refused instead of clamped,
-because it can only come from a confused or hostile caller.
+because it can only come from a confused or hostile caller. The walk itself is
+safe_fs's: by descriptors, never by a host path a command could change meanwhile.
 """
 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from .safe_fs import Entry, PathEscapeError, SafeRoot
+
+__all__ = ["ROOT_HOME", "USER_HOME", "PathEscapeError", "SandboxFS", "absolute", "home_of", "join"]
 
 USER_HOME = "/home/user"
 ROOT_HOME = "/root"
-# Linux gives up after 40 links as well (ELOOP).
-_MAX_LINKS = 40
-
-
-class PathEscapeError(ValueError):
-    """A sandbox path that leaves the sandbox's root or cannot be a path at all."""
 
 
 def home_of(user: str) -> str:
@@ -53,55 +52,33 @@ def _normal_parts(path: str) -> list[str]:
     return parts
 
 
-@dataclass(frozen=True)
 class SandboxFS:
-    """Maps sandbox paths onto the host directory ``root``."""
+    """The sandbox's file system: its paths, resolved on the host under ``root``.
 
-    root: Path
+    Only descriptors leave it (see safe_fs): no host path is ever built from a
+    sandbox path, so a command swapping in a symlink cannot redirect the server.
+    """
 
-    def host(self, path: str, user: str, *, follow_last: bool = True) -> Path:
-        """The host path for a sandbox path, with symlinks resolved inside the root.
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.safe = SafeRoot(root)
 
-        ``follow_last=False`` leaves a final symlink alone (for remove/rename/stat of
-        the link itself). Raises PathEscapeError when the path escapes the root.
+    def locate(
+        self,
+        path: str,
+        user: str,
+        *,
+        follow_last: bool = True,
+        make_parents: bool = False,
+        owner: int | None = None,
+    ) -> AbstractContextManager[Entry]:
+        """The ``Entry`` of a sandbox path of ``user`` (see ``SafeRoot.locate``).
+
+        Raises PathEscapeError, FileNotFoundError, NotADirectoryError.
         """
-        pending = _normal_parts(absolute(path, user))
-        resolved: list[str] = []
-        links = 0
-        while pending:
-            part = pending.pop(0)
-            candidate = self.root.joinpath(*resolved, part)
-            if candidate.is_symlink() and (pending or follow_last):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise PathEscapeError(f"too many levels of symbolic links in {path!r}")
-                resolved, pending = _follow(str(candidate.readlink()), resolved, pending, path)
-            else:
-                resolved.append(part)
-        return self.root.joinpath(*resolved)
-
-    def sandbox_path(self, host: Path) -> str:
-        """The sandbox path of a host path under the root."""
-        rel = host.relative_to(self.root).as_posix()
-        return "/" if rel == "." else f"/{rel}"
-
-
-def _follow(
-    target: str, resolved: list[str], pending: list[str], original: str
-) -> tuple[list[str], list[str]]:
-    """Splice a link target into the walk: absolute targets restart at the root."""
-    base = [] if target.startswith("/") else list(resolved)
-    for part in target.split("/"):
-        if part in {"", "."}:
-            continue
-        if part == "..":
-            if not base:
-                raise PathEscapeError(f"a symlink in {original!r} leaves the sandbox root")
-            base.pop()
-        else:
-            base.append(part)
-    # The target's own components may be links too: walk them again from the root.
-    return [], [*base, *pending]
+        return self.safe.locate(
+            absolute(path, user), follow_last=follow_last, make_parents=make_parents, owner=owner
+        )
 
 
 def join(parent: str, name: str) -> str:
