@@ -53,7 +53,14 @@ from claude_e2b.result import (
     VerifyInfo,
 )
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
-from claude_e2b.sync.apply import ApplyPolicy, ApplyResult, apply_changes, verify_archive
+from claude_e2b.sync.apply import (
+    ApplyPolicy,
+    ApplyResult,
+    apply_changes,
+    git_ignored,
+    verify_archive,
+    write_capped,
+)
 from claude_e2b.sync.changes import (
     Changeset,
     detect_script,
@@ -296,8 +303,13 @@ def detect_step(session: SandboxSession, baseline: str) -> Changeset:
     return parse_detect_output(session.read_bytes(out_path))
 
 
-def download_step(session: SandboxSession, changeset: Changeset, into: Path) -> Path | None:
-    """Pack the changed files into one archive in the sandbox; returns it downloaded, verified."""
+def download_step(
+    session: SandboxSession, changeset: Changeset, into: Path, limit: int
+) -> Path | None:
+    """Pack the changed files into one archive in the sandbox; returns it downloaded, verified.
+
+    Raises UnsafeChangeError when the archive is over ``limit`` bytes (never read into memory).
+    """
     if not changeset.pack_paths():
         return None
     archive = f"{SANDBOX_WORK_DIR}/changes.tar.zst"
@@ -308,22 +320,31 @@ def download_step(session: SandboxSession, changeset: Changeset, into: Path) -> 
         raise SyncError(f"could not pack the changes in the sandbox: {done.stderr[-2000:]}")
     packed = parse_pack_output(done.stdout.encode())
     local = into / "changes.archive"
-    with local.open("wb") as handle:
-        for chunk in session.read_stream(archive):
-            handle.write(chunk)
+    write_capped(session.read_stream(archive), local, limit)
     verify_archive(local, packed)
     return local
 
 
-def apply_step(
-    config: RunConfig, changeset: Changeset, archive: Path | None, scanner: SecretScanner
-) -> ApplyResult:
-    """Apply the changes to the checkout; refused ones are listed, not dropped."""
-    policy = ApplyPolicy(
+def apply_policy(config: RunConfig, selection: Selection, scanner: SecretScanner) -> ApplyPolicy:
+    """What the agent may change on the runner: only what the pull request would show.
+
+    Paths that never went up, that git ignores on the runner, protected paths, the
+    plan's front matter and files holding a secret are refused; the size caps hold.
+    """
+    return ApplyPolicy(
         allowed_paths=config.allowed_paths,
         protected_paths=config.protected_paths,
         secret_check=ContentCheck(scanner),
+        uploaded=frozenset(f.path for f in selection.files),
+        ignored=git_ignored(config.repo_dir),
+        plan_path=plan_path_in_repo(config),
     )
+
+
+def apply_step(
+    config: RunConfig, changeset: Changeset, archive: Path | None, policy: ApplyPolicy
+) -> ApplyResult:
+    """Apply the changes to the checkout; refused ones are listed, not dropped."""
     applied = apply_changes(config.repo_dir, changeset, archive, policy=policy)
     for skipped in applied.skipped:
         log.warning("apply.skipped", path=skipped.path, reason=skipped.reason)
@@ -331,13 +352,13 @@ def apply_step(
 
 
 def collect_step(
-    session: SandboxSession, config: RunConfig, baseline: str, scanner: SecretScanner
+    session: SandboxSession, config: RunConfig, baseline: str, policy: ApplyPolicy
 ) -> Collected:
     """Bring back what the agent did: detect, download, apply."""
     changeset = detect_step(session, baseline)
     with tempfile.TemporaryDirectory(prefix="claude-e2b-changes-") as tmp:
-        archive = download_step(session, changeset, Path(tmp))
-        return Collected(changeset, apply_step(config, changeset, archive, scanner))
+        archive = download_step(session, changeset, Path(tmp), policy.max_archive_bytes)
+        return Collected(changeset, apply_step(config, changeset, archive, policy))
 
 
 class _Laps:
@@ -372,7 +393,8 @@ def work_in_sandbox(
             agent = agent_step(session, config, tools.workflow, tools.prices)
         verify = verify_step(session, config.verify)
         with laps("download_s"):
-            collected = collect_step(session, config, baseline, tools.scanner)
+            policy = apply_policy(config, selection, tools.scanner)
+            collected = collect_step(session, config, baseline, policy)
     except ClaudeE2BError as exc:
         log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
         return SandboxWork(agent, verify, error=str(exc), seconds=laps.seconds)

@@ -15,7 +15,13 @@ import pytest
 import zstandard
 
 from claude_e2b.errors import SyncError
-from claude_e2b.sync.apply import ApplyPolicy, ApplyResult, apply_changes, verify_archive
+from claude_e2b.sync.apply import (
+    ApplyPolicy,
+    ApplyResult,
+    apply_changes,
+    git_ignored,
+    verify_archive,
+)
 from claude_e2b.sync.changes import (
     Change,
     Changeset,
@@ -25,6 +31,7 @@ from claude_e2b.sync.changes import (
     parse_detect_output,
     parse_pack_output,
 )
+from claude_e2b.sync.select import select_files
 from tests.gitrepo import commit_all, git
 
 POLICY = ApplyPolicy()
@@ -238,6 +245,17 @@ def test_applied_checkout_is_what_git_sees_in_the_sandbox(tmp_path: Path) -> Non
     for repo in (sandbox, checkout):
         git(repo, "add", "-A")
     assert git(checkout, "write-tree") == git(sandbox, "write-tree")
+
+
+def test_round_trip_passes_the_runner_guard(tmp_path: Path) -> None:
+    """An honest agent's changes pass the checks against the upload and the runner's git."""
+    sandbox, checkout, changeset, archive = agent_round(tmp_path)
+    uploaded = frozenset(f.path for f in select_files(checkout).files)
+    policy = ApplyPolicy(uploaded=uploaded, ignored=git_ignored(checkout), plan_path="keep.txt")
+    result = apply_changes(checkout, changeset, archive, policy=policy)
+    assert result.skipped == ()
+    expected = {k: v for k, v in tree(sandbox).items() if not k.startswith("node_modules/")}
+    assert tree(checkout) == expected
 
 
 def test_deletions_alone_need_no_archive(checkout: Path) -> None:

@@ -1,4 +1,5 @@
-"""Properties of applying changes: no path escapes, and random changesets round-trip."""
+"""Properties of applying changes: no path escapes, no spelling of a protected path slips by,
+and random changesets round-trip through the runner guard."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_e2b.sync.apply import ApplyPolicy, apply_changes, path_problem
+from claude_e2b.sync.apply import ApplyPolicy, apply_changes, git_ignored
+from claude_e2b.sync.apply_paths import fold_path, path_problem
 from claude_e2b.sync.changes import (
     Change,
     Changeset,
@@ -22,6 +24,7 @@ from claude_e2b.sync.changes import (
     pack_script,
     parse_detect_output,
 )
+from claude_e2b.sync.select import select_files
 from tests.gitrepo import git
 
 ROOT = "/checkout"
@@ -39,6 +42,44 @@ def test_accepted_paths_stay_inside_and_out_of_git(path: str) -> None:
     assert resolved.startswith(ROOT + "/")
     parts = resolved[len(ROOT) + 1 :].split("/")
     assert all(part.lower().rstrip(". ") not in (".git", "git~1") for part in parts)
+
+
+# Characters a file system may drop or fold: zero-width, joiners, BOM, soft hyphen, bidi marks.
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e", "\u202e"]
+
+
+@st.composite
+def spelled(draw: st.DrawFn, path: str) -> str:
+    """``path`` with case flipped, invisible characters inserted, trailing dots and spaces."""
+    parts = []
+    for part in path.split("/"):
+        chars = [c.swapcase() if draw(st.booleans()) else c for c in part]
+        for _ in range(draw(st.integers(0, 2))):
+            chars.insert(draw(st.integers(0, len(chars))), draw(st.sampled_from(INVISIBLE)))
+        parts.append("".join(chars) + draw(st.sampled_from(["", ".", " ", ". .", "..."])))
+    return "/".join(parts)
+
+
+@settings(max_examples=80, deadline=None)
+@given(spelled(".github/workflows/ci.yml"))
+def test_every_spelling_of_a_protected_path_is_refused(path: str) -> None:
+    """However a protected path is spelled, apply refuses it and writes nothing."""
+    assert fold_path(path) == ".github/workflows/ci.yml"
+    with tempfile.TemporaryDirectory() as tmp:
+        checkout = Path(tmp) / "checkout"
+        checkout.mkdir()
+        archive = one_member_archive(Path(tmp) / "a.zst", path)
+        change = Change(path, "added", None, "100644", None, False, 4, None)
+        result = apply_changes(checkout, Changeset((change,)), archive, policy=ApplyPolicy())
+        assert result.applied == ()
+        assert "protected path" in result.skipped[0].reason
+        assert list(checkout.iterdir()) == []
+
+
+@given(spelled(".git/config"))
+def test_every_spelling_of_dotgit_is_refused(path: str) -> None:
+    """However .git is spelled, the path rules refuse it."""
+    assert path_problem(path) is not None
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -163,6 +204,8 @@ def test_random_changesets_round_trip(before: dict[str, Entry], after: dict[str,
         Path(job.list_path).write_bytes(job.list_content)
         subprocess.run(["bash", "-c", job.script], check=True, capture_output=True)
         archive = Path(tmp) / "c.tar.zst"
-        result = apply_changes(checkout, changeset, archive, policy=ApplyPolicy())
+        uploaded = frozenset(f.path for f in select_files(checkout).files)
+        guard = ApplyPolicy(uploaded=uploaded, ignored=git_ignored(checkout))
+        result = apply_changes(checkout, changeset, archive, policy=guard)
         assert result.skipped == ()
         assert listing(checkout) == listing(sandbox)
