@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -193,14 +192,9 @@ def run_sandbox(session: SandboxSession, lines: int, seed: int, *, unbuffered: b
 def set_faults(session: SandboxSession, faults: dict[str, Any]) -> dict[str, Any]:
     """POST (or, with {}, read) the local server's faults; returns them as now in force."""
     assert session._localbox is not None
-    url = f"{session._localbox.url}/localbox/faults"
-    request = (
-        urllib.request.Request(url, data=json.dumps(faults).encode(), method="POST")
-        if faults
-        else urllib.request.Request(url)
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        found: dict[str, Any] = json.load(answer)
+    answer = session._localbox.call("POST" if faults else "GET", "/localbox/faults", faults or None)
+    answer.raise_for_status()
+    found: dict[str, Any] = answer.json()
     return found
 
 
@@ -342,7 +336,8 @@ def main() -> None:
     args = parser.parse_args()
     # A private registry for the local sandboxes, removed at the end.
     with tempfile.TemporaryDirectory(prefix="claude-e2b-bench-state-") as state:
-        bench(args, LocalBoxHost(Path(state) / "localbox", os.environ))
+        # test_faults: the delay_s variant switches the server's fault on and off.
+        bench(args, LocalBoxHost(Path(state) / "localbox", os.environ, test_faults=True))
 
 
 def bench(args: argparse.Namespace, host: LocalBoxHost) -> None:

@@ -28,10 +28,19 @@ def localbox_host(localbox_registry: Path) -> LocalBoxHost:
 
 
 @pytest.fixture
+def fault_host(localbox_registry: Path) -> LocalBoxHost:
+    """Like ``localbox_host``, but its sessions' servers accept fault injection (tests only)."""
+    return LocalBoxHost(localbox_registry, os.environ, test_faults=True)
+
+
+@pytest.fixture
 def localbox_options() -> LocalBoxOptions:
-    """Options of the ``localbox`` fixture; override in a test module to change them."""
+    """Options of the ``localbox`` fixture (faults switchable); override in a test module."""
     return LocalBoxOptions(
-        lifetime_s=600, metadata={"test": "yes"}, tools={"claude": find_claude()}
+        lifetime_s=600,
+        metadata={"test": "yes"},
+        tools={"claude": find_claude()},
+        test_faults=True,
     )
 
 
@@ -48,8 +57,16 @@ def localbox(
 
 
 def connect(handle: LocalBoxHandle) -> Sandbox:
-    """The unmodified e2b SDK, connected to a local sandbox."""
-    return Sandbox.create(debug=True, sandbox_url=handle.url, http_version="1.1")
+    """The unmodified e2b SDK in its normal mode, creating (claiming) a local sandbox."""
+    return Sandbox.create(**handle.sdk_options())
+
+
+def set_faults(handle: LocalBoxHandle, **faults: object) -> dict[str, object]:
+    """Switch faults of a server started for tests; returns the faults now in force."""
+    answer = handle.call("POST", "/localbox/faults", faults)
+    answer.raise_for_status()
+    found: dict[str, object] = answer.json()
+    return found
 
 
 @pytest.fixture

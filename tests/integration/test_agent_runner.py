@@ -7,7 +7,6 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from claude_e2b.agent.command import AgentCommand, build_command
@@ -16,7 +15,7 @@ from claude_e2b.agent.runner import AgentOutcome, run_agent
 from claude_e2b.agent.watchdog import Action, Stop, TimeWarning, WatchdogConfig
 from claude_e2b.cost import cost_from_streamed_usage, load_prices
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
-from tests.integration.conftest import live_processes
+from tests.integration.conftest import live_processes, set_faults
 from tests.stand_ins.anthropic_server import ScriptedAnthropic, prompt_text
 
 SCENARIOS = Path(__file__).parents[1] / "stand_ins" / "scenarios"
@@ -31,9 +30,9 @@ def running_cost(meter: UsageMeter) -> float:
 
 
 @pytest.fixture
-def session(localbox_host, claude_bin) -> Iterator[SandboxSession]:
+def session(fault_host, claude_bin) -> Iterator[SandboxSession]:
     spec = SandboxSpec(backend="local", lifetime_s=600, local_tools={"claude": claude_bin})
-    with open_session(spec, localbox_host) as opened:
+    with open_session(spec, fault_host) as opened:
         opened.make_dir(REPO)
         opened.write_file(f"{REPO}/README.md", b"# Demo\n\nHello world.\n")
         opened.write_file(f"{REPO}/obsolete.txt", b"remove me\n")
@@ -138,11 +137,7 @@ def test_agent_ignoring_sigint_is_killed_after_grace(session, tmp_path):
 def test_dropped_stream_is_reattached(session, tmp_path):
     """When the local server drops the output stream, the runner re-attaches; work goes on."""
     assert session.localbox is not None
-    httpx.post(
-        f"{session.localbox.url}/localbox/faults",
-        json={"drop_output_after_bytes": 4000},
-        timeout=10,
-    ).raise_for_status()
+    set_faults(session.localbox, drop_output_after_bytes=4000)
     with ScriptedAnthropic(SCENARIOS / "add_edit_delete.yaml") as api:
         outcome, _actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
     assert outcome.reconnects == 1

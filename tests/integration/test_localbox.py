@@ -10,10 +10,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from e2b import Sandbox
 from e2b.exceptions import (
@@ -33,7 +34,7 @@ from claude_e2b.sandbox.localbox import (
 )
 from claude_e2b.sandbox.localbox.launcher import SERVER_ENV, LocalBoxHost
 from claude_e2b.sandbox.localbox.registry import pid_alive
-from tests.integration.conftest import connect
+from tests.integration.conftest import connect, set_faults
 
 MB = 1024 * 1024
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
@@ -62,19 +63,6 @@ def wait_until(predicate, timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
-
-
-def post_json(url: str, body: object) -> object:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
-
-
-def set_faults(handle: LocalBoxHandle, **faults: object) -> None:
-    post_json(f"{handle.url}/localbox/faults", faults)
 
 
 def descendants(pid: int) -> list[int]:
@@ -136,8 +124,19 @@ def test_cwd_and_envs_reach_the_command(sdk_sandbox: Sandbox) -> None:
     assert "HOME=/home/user" in leaked
 
 
-def test_user_and_root_are_different_uids(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
-    """ "user" runs unprivileged with home /home/user; "root" is uid 0; files belong to them."""
+@pytest.fixture
+def root_box(localbox_host: LocalBoxHost) -> Iterator[LocalBoxHandle]:
+    """A server started with allow_root (--allow-root-user)."""
+    handle = start_localbox(LocalBoxOptions(allow_root=True), localbox_host)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def test_user_and_root_are_different_uids(root_box: LocalBoxHandle) -> None:
+    """ "user" runs unprivileged with home /home/user; "root" is uid 0 (when allowed)."""
+    sdk_sandbox, localbox = connect(root_box), root_box
     user_id = int(sdk_sandbox.commands.run("id -u").stdout)
     root_id = int(sdk_sandbox.commands.run("id -u", user="root").stdout)
     assert root_id == 0
@@ -284,7 +283,7 @@ def test_200_mb_up_and_down_with_bounded_memory(
                     if key in peak:
                         peak[key] = max(peak[key], int(line.split()[1]))
                 time.sleep(0.002)
-        sb = Sandbox.create(debug=True, sandbox_url={localbox.url!r}, http_version="1.1")
+        sb = Sandbox.create(**{localbox.sdk_options()!r})
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         with open({str(source)!r}, "rb") as f:
@@ -321,7 +320,7 @@ def test_200_mb_up_and_down_with_bounded_memory(
 def test_kill_ends_everything_and_twice_is_fine(
     localbox: LocalBoxHandle, localbox_registry: Path
 ) -> None:
-    """POST /localbox/kill kills every process, removes root and registry entry; idempotent."""
+    """kill_localbox (by id, from the registry) kills every process, root and entry; idempotent."""
     mark = uuid.uuid4().hex
     start_marked(connect(localbox), mark)
     assert [b.sandbox_id for b in list_localboxes(localbox_registry)] == [localbox.sandbox_id]
@@ -349,11 +348,11 @@ def test_lifetime_end_kills_everything(localbox_host: LocalBoxHost) -> None:
     """The server ends itself at the end of its lifetime, and can be extended first."""
     handle = start_localbox(LocalBoxOptions(lifetime_s=2), localbox_host)
     try:
-        info = post_json(f"{handle.url}/localbox/timeout", {"seconds": 3})
-        assert isinstance(info, dict)
-        assert info["sandbox_id"] == handle.sandbox_id
+        sandbox = connect(handle)
+        sandbox.set_timeout(3)
+        assert sandbox.get_info().end_at.timestamp() == pytest.approx(time.time() + 3, abs=1)
         mark = uuid.uuid4().hex
-        start_marked(connect(handle), mark)
+        start_marked(sandbox, mark)
         assert wait_until(lambda: not pid_alive(handle.pid), timeout=20)
         assert marked_pids(mark) == []
         assert not handle.root.exists()
@@ -371,7 +370,7 @@ def test_parent_death_kills_everything(localbox_registry: Path, tmp_path: Path) 
         from claude_e2b.sandbox.localbox import LocalBoxOptions, start_localbox
         from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
         h = start_localbox(LocalBoxOptions(), LocalBoxHost(Path(sys.argv[1]), os.environ))
-        print(json.dumps({"url": h.url, "pid": h.pid, "root": str(h.root)}), flush=True)
+        print(json.dumps({"sdk": h.sdk_options(), "pid": h.pid, "root": str(h.root)}), flush=True)
         time.sleep(600)
     """)
     )
@@ -382,7 +381,7 @@ def test_parent_death_kills_everything(localbox_registry: Path, tmp_path: Path) 
         assert parent.stdout is not None
         info = json.loads(parent.stdout.readline())
         mark = uuid.uuid4().hex
-        sandbox = Sandbox.create(debug=True, sandbox_url=info["url"], http_version="1.1")
+        sandbox = Sandbox.create(**info["sdk"])
         start_marked(sandbox, mark)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
@@ -395,9 +394,10 @@ def test_parent_death_kills_everything(localbox_registry: Path, tmp_path: Path) 
 
 
 def test_info_endpoint(localbox: LocalBoxHandle) -> None:
-    """GET /localbox/info describes the sandbox."""
-    with urllib.request.urlopen(f"{localbox.url}/localbox/info", timeout=10) as answer:
-        info = json.loads(answer.read())
+    """GET /localbox/info (with the API key) describes the sandbox."""
+    answer = localbox.call("GET", "/localbox/info")
+    answer.raise_for_status()
+    info = answer.json()
     assert info["sandbox_id"] == localbox.sandbox_id
     assert info["sandbox_id"].startswith("local-")
     assert info["metadata"] == {"test": "yes"}
@@ -493,12 +493,13 @@ def test_fault_unhealthy(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None
 
 def test_faults_given_at_start_and_rejected_when_unknown(localbox_host: LocalBoxHost) -> None:
     """Faults can be set at start; unknown fault keys are a 400."""
-    handle = start_localbox(LocalBoxOptions(faults={"upload_errors": 1}), localbox_host)
+    options = LocalBoxOptions(faults={"upload_errors": 1}, test_faults=True)
+    handle = start_localbox(options, localbox_host)
     try:
         with pytest.raises(SandboxException, match="500"):
             connect(handle).files.write("/tmp/x", "x")
-        with pytest.raises(urllib.error.HTTPError) as caught:
+        with pytest.raises(httpx.HTTPStatusError) as caught:
             set_faults(handle, no_such_fault=1)
-        assert caught.value.code == 400
+        assert caught.value.response.status_code == 400
     finally:
         handle.stop()

@@ -18,6 +18,7 @@ import pytest
 
 from claude_e2b.errors import (
     CommandError,
+    SandboxError,
     SandboxFileError,
     SandboxGoneError,
     SandboxTimeoutError,
@@ -89,13 +90,18 @@ def test_cwd_envs_and_spec_envs_reach_the_command(session):
 
 
 def test_user_and_root(session):
-    """Commands run as the unprivileged `user` unless root is asked for."""
+    """Commands run as the unprivileged `user`; root on E2B, refused by the local sandbox."""
     as_user = session.run("id -un; id -u; echo $HOME", timeout=30).stdout.split()
-    as_root = session.run("id -u", timeout=30, user="root").stdout.strip()
     assert as_user[0] == "user"
     assert as_user[1] != "0"
     assert as_user[2] == "/home/user"
-    assert as_root == "0"
+    if session.spec.backend == "e2b":
+        assert session.run("id -u", timeout=30, user="root").stdout.strip() == "0"
+        return
+    # Local root is the host's root: a session never gets it (see auth.py).
+    with pytest.raises(SandboxError, match="root is not available"):
+        session.run("id -u > /tmp/as-root", timeout=30, user="root")
+    assert not session.exists("/tmp/as-root")
 
 
 def test_output_is_streamed_while_the_command_runs(session):
@@ -190,8 +196,17 @@ def test_listed_by_metadata_then_gone_after_kill(session, localbox_registry):
 
 
 def test_sdk_environment_variables_are_honoured(localbox, localbox_host, monkeypatch):
-    """E2B_DEBUG and E2B_SANDBOX_URL set by the user reach the SDK untouched (self-hosting)."""
-    monkeypatch.setenv("E2B_DEBUG", "true")
+    """E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY set by the user reach the SDK (self-hosting)."""
+    monkeypatch.setenv("E2B_API_URL", localbox.url)
     monkeypatch.setenv("E2B_SANDBOX_URL", localbox.url)
-    with open_session(SandboxSpec(backend="e2b", lifetime_s=60), localbox_host) as session:
+    monkeypatch.setenv("E2B_API_KEY", localbox.api_key)
+    monkeypatch.setenv("E2B_HTTP_VERSION", "1.1")
+    spec = SandboxSpec(backend="e2b", lifetime_s=60, metadata={"via": "env"})
+    with open_session(spec, localbox_host) as session:
+        assert session.sandbox_id == localbox.sandbox_id
         assert session.run("echo via-env", timeout=30).stdout == "via-env\n"
+    # The session's kill reached the server as E2B's kill call: it ended itself.
+    deadline = time.monotonic() + 15
+    while localbox.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not localbox.running

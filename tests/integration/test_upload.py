@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import shlex
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
 from tests import gitrepo
 from tests.gitrepo import git, make_repo
+from tests.integration.conftest import set_faults as set_localbox_faults
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
 
@@ -73,14 +72,8 @@ def sandbox_tree(session: SandboxSession, root: str = REPO) -> dict[str, tuple[s
 
 
 def set_faults(session: SandboxSession, **faults: object) -> None:
-    handle = session._localbox
-    assert handle is not None
-    request = urllib.request.Request(
-        f"{handle.url}/localbox/faults", data=json.dumps(faults).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    assert session.localbox is not None
+    set_localbox_faults(session.localbox, **faults)
 
 
 def baseline_tree(session: SandboxSession, report: UploadReport) -> str:
@@ -92,10 +85,8 @@ def baseline_tree(session: SandboxSession, report: UploadReport) -> str:
 
 
 @pytest.fixture
-def session(localbox_host: LocalBoxHost) -> Iterator[SandboxSession]:
-    opened = open_session(
-        SandboxSpec(backend="local", local_tools={}, lifetime_s=300), localbox_host
-    )
+def session(fault_host: LocalBoxHost) -> Iterator[SandboxSession]:
+    opened = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300), fault_host)
     try:
         yield opened
     finally:

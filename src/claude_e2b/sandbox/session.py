@@ -1,8 +1,10 @@
 """SandboxSession: the one narrow interface over ``e2b.Sandbox`` that the rest uses.
 
-Both backends go through the real e2b SDK: ``e2b`` talks to E2B's cloud (or a
-self-hosted E2B through ``E2B_DOMAIN``), ``local`` starts our E2B-compatible
-sandbox server as a child process and points the SDK at it in debug mode.
+Both backends go through the real e2b SDK in its normal mode: ``e2b`` talks to
+E2B's cloud (or a self-hosted E2B through ``E2B_DOMAIN``), ``local`` starts our
+E2B-compatible sandbox server as a child process and points the SDK's API and
+sandbox URLs at it, with the API key the server gave only to us. So create, kill
+and set_timeout are E2B's calls on both, and envd's access token travels as on E2B.
 
 Every call has a timeout. Idempotent calls (reads, stats, lifetime, kill) are
 retried with backoff on transient errors; commands and streamed uploads are not.
@@ -244,8 +246,8 @@ class SandboxSession:
             raise SandboxGoneError(f"{what}: the sandbox was already killed")
 
     def _command_envs(self, envs: Mapping[str, str] | None) -> dict[str, str]:
-        # In debug mode the SDK drops the envs given at create, so the local
-        # backend sends them with each command; the per-command ones win.
+        # The local server takes the envs given at create but does not apply them
+        # to commands, so the local backend sends them with each one; the call's win.
         merged = dict(self.spec.envs) if self._localbox is not None else {}
         merged.update(envs or {})
         return merged
@@ -380,10 +382,6 @@ class SandboxSession:
 
     def extend_lifetime(self, seconds: int) -> None:
         """Set the server-side lifetime to ``seconds`` from now."""
-        if self._localbox is not None:
-            localbox = self._localbox
-            retrying("extend lifetime", lambda: localbox.set_timeout(seconds))
-            return
         retrying(
             "extend lifetime",
             lambda: self._sandbox.set_timeout(seconds, request_timeout=CONTROL_TIMEOUT_S),
@@ -395,11 +393,25 @@ class SandboxSession:
             return
         self._killed = True
         self.ended_at = time.monotonic()
-        if self._localbox is not None:
-            self._localbox.stop()
+        if self._localbox is None:
+            with contextlib.suppress(SandboxGoneError):
+                self._kill_through_sdk(RETRY_ATTEMPTS)
             return
-        with contextlib.suppress(SandboxGoneError):
-            retrying("kill sandbox", lambda: self._sandbox.kill(request_timeout=CONTROL_TIMEOUT_S))
+        try:
+            if self._localbox.running:
+                # stop() below ends the server whatever this answers.
+                with contextlib.suppress(SandboxError):
+                    self._kill_through_sdk(1)
+        finally:
+            # The server ends itself on the kill call; this reaps it (or makes sure).
+            self._localbox.stop()
+
+    def _kill_through_sdk(self, attempts: int) -> None:
+        retrying(
+            "kill sandbox",
+            lambda: self._sandbox.kill(request_timeout=CONTROL_TIMEOUT_S),
+            attempts=attempts,
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -460,17 +472,20 @@ def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
             lifetime_s=float(spec.lifetime_s),
             metadata=_owner_metadata(spec),
             tools=dict(spec.local_tools),
+            test_faults=host.test_faults,
         ),
         host,
         ready_timeout=spec.create_timeout_s,
     )
     try:
-        with mapped_errors("connect to the local sandbox"):
+        with mapped_errors("create the local sandbox"):
             sandbox = Sandbox.create(
-                debug=True,
-                sandbox_url=handle.url,
-                http_version="1.1",
+                template=spec.template,
+                timeout=spec.lifetime_s,
+                metadata=_owner_metadata(spec),
+                envs=dict(spec.envs),
                 request_timeout=spec.create_timeout_s,
+                **handle.sdk_options(),
             )
     except Exception:
         handle.stop()

@@ -1,28 +1,37 @@
-"""The ASGI application of a local sandbox: envd's routes plus /localbox/*.
+"""The ASGI application of a local sandbox: envd's routes, E2B's control routes, /localbox/*.
 
-Routes: /health, /files, /process.Process/*, /filesystem.Filesystem/* (envd), and
-ours: GET /localbox/info, POST /localbox/timeout {"seconds": N}, POST
-/localbox/kill, GET/POST /localbox/faults. Faults (see faults.py) apply to envd's
-routes only, so a test can always reach /localbox/* to switch them off.
+Every route but ``/health`` needs a secret that only the process that started the
+server holds (it came through the launcher's ready pipe; see auth.py):
+
+- envd's routes — ``/files``, ``/process.Process/*``, ``/filesystem.Filesystem/*`` —
+  need ``X-Access-Token``, exactly as envd in an E2B sandbox;
+- the control routes — E2B's ``/v2/sandboxes``, ``/sandboxes/{id}``,
+  ``/sandboxes/{id}/timeout`` (control.py) and our ``GET /localbox/info`` — need
+  ``X-API-Key``, exactly as E2B's API.
+
+A request without the right one gets 401 and nothing runs. ``/health`` answers 204
+with no body to anyone. ``/localbox/faults`` (GET/POST, see faults.py) exists only
+when the server was started for tests (``--test-faults``); faults apply to envd's
+routes only, so a test can always reach the control routes to switch them off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .auth import Credentials, Guard, Refusal
+from .control import ControlAPI, iso, json_body
 from .faults import Faults
 from .files_http import EnvdHTTPError, Message, Receive, Scope, Send, send_failure, send_json
 
 ASGIApp = Callable[[Scope, Receive, Send], Any]
-_MAX_JSON_BODY = 64 * 1024
 _STREAM_ROUTES = ("/process.Process/Start", "/process.Process/Connect")
+_ENVD_PREFIXES = ("/process.Process/", "/filesystem.Filesystem/")
 
 
 class StreamDroppedError(Exception):
@@ -31,13 +40,17 @@ class StreamDroppedError(Exception):
 
 @dataclass
 class BoxState:
-    """What /localbox/info reports, and the switch that ends the sandbox."""
+    """What the control routes report, and the switch that ends the sandbox.
+
+    ``info()`` is also the registry entry, which is why no secret lives here.
+    """
 
     sandbox_id: str
     root: Path
     pid: int
     metadata: dict[str, str]
     url: str = ""
+    template: str = "local"
     started_at: float = field(default_factory=time.time)
     end_at: float = 0.0
     shutdown: Callable[[str], None] = lambda _reason: None
@@ -48,15 +61,16 @@ class BoxState:
             "sandbox_id": self.sandbox_id,
             "url": self.url,
             "metadata": self.metadata,
-            "started_at": _iso(self.started_at),
-            "end_at": _iso(self.end_at),
+            "started_at": iso(self.started_at),
+            "end_at": iso(self.end_at),
             "root": str(self.root),
             "pid": self.pid,
         }
 
 
-def _iso(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).isoformat()
+def is_envd_route(path: str) -> bool:
+    """Whether ``path`` is one of envd's routes (``X-Access-Token``) rather than a control one."""
+    return path == "/files" or path.startswith(_ENVD_PREFIXES)
 
 
 @dataclass
@@ -68,18 +82,31 @@ class LocalBoxApp:
     files: ASGIApp
     process: ASGIApp
     filesystem: ASGIApp
+    credentials: Credentials
+    allow_root: bool = False
+    test_faults: bool = False
     on_change: Callable[[], None] = lambda: None
 
+    def __post_init__(self) -> None:
+        self._guard = Guard(self.credentials, allow_root=self.allow_root)
+        self._control = ControlAPI(self.state, self.credentials.access_token, self.on_change)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
+        """ASGI entry point: authenticate first, then route."""
         if scope["type"] != "http":
             return
         path: str = scope["path"]
         try:
-            if path.startswith("/localbox/"):
-                await self._ours(path, scope, receive, send)
-            else:
+            if path == "/health":
+                await self._health(send)
+            elif is_envd_route(path):
+                await self._guard.envd(scope, receive)
                 await self._envd(path, scope, receive, send)
+            else:
+                self._guard.control(scope)
+                await self._ours(path, scope, receive, send)
+        except Refusal as refusal:
+            await send_json(send, refusal.status, refusal.body)
         except EnvdHTTPError as failure:
             await send_failure(send, failure)
         except StreamDroppedError:
@@ -87,24 +114,23 @@ class LocalBoxApp:
             return
 
     async def _envd(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.faults.delay_s > 0:
-            await asyncio.sleep(self.faults.delay_s)
-        if path == "/health":
-            await self._health(send)
-        elif path == "/files":
+        await self._delay()
+        if path == "/files":
             await self.files(scope, receive, send)
         elif path.startswith("/process.Process/"):
             await self.process(scope, receive, self._maybe_dropping(path, send))
-        elif path.startswith("/filesystem.Filesystem/"):
-            await self.filesystem(scope, receive, send)
         else:
-            raise EnvdHTTPError(404, f"no route {path}")
+            await self.filesystem(scope, receive, send)
+
+    async def _delay(self) -> None:
+        if self.faults.delay_s > 0:
+            await asyncio.sleep(self.faults.delay_s)
 
     async def _health(self, send: Send) -> None:
+        await self._delay()
         if self.faults.unhealthy:
             # The SDK reads a 502 saying "was not found" as "sandbox not running".
-            message = f"The sandbox {self.state.sandbox_id} was not found"
-            raise EnvdHTTPError(502, message)
+            raise EnvdHTTPError(502, "The sandbox was not found")
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -127,25 +153,12 @@ class LocalBoxApp:
         method = scope["method"]
         if (method, path) == ("GET", "/localbox/info"):
             await send_json(send, 200, self.state.info())
-        elif (method, path) == ("POST", "/localbox/timeout"):
-            await self._set_timeout(await _json_body(receive), send)
-        elif (method, path) == ("POST", "/localbox/kill"):
-            await send_json(send, 200, {"killed": True})
-            self.state.shutdown("killed through /localbox/kill")
-        elif path == "/localbox/faults" and method in {"GET", "POST"}:
+        elif self.test_faults and path == "/localbox/faults" and method in {"GET", "POST"}:
             if method == "POST":
-                self._set_faults(await _json_body(receive))
+                self._set_faults(await json_body(receive))
             await send_json(send, 200, self.faults.as_dict())
         else:
-            raise EnvdHTTPError(404, f"no route {method} {path}")
-
-    async def _set_timeout(self, body: Any, send: Send) -> None:
-        seconds = body.get("seconds") if isinstance(body, dict) else None
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise EnvdHTTPError(400, 'expected {"seconds": N} with N >= 0')
-        self.state.end_at = time.time() + float(seconds)
-        self.on_change()
-        await send_json(send, 200, self.state.info())
+            await self._control(scope, receive, send)
 
     def _set_faults(self, body: Any) -> None:
         if not isinstance(body, dict):
@@ -154,18 +167,3 @@ class LocalBoxApp:
             self.faults.update(body)
         except (ValueError, TypeError) as exc:
             raise EnvdHTTPError(400, str(exc)) from exc
-
-
-async def _json_body(receive: Receive) -> Any:
-    data = bytearray()
-    while True:
-        message = await receive()
-        data.extend(message.get("body", b""))
-        if len(data) > _MAX_JSON_BODY:
-            raise EnvdHTTPError(413, "body too large")
-        if not message.get("more_body", False):
-            break
-    try:
-        return json.loads(data or b"{}")
-    except ValueError as exc:
-        raise EnvdHTTPError(400, f"invalid JSON: {exc}") from exc

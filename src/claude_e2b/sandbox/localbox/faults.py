@@ -1,5 +1,9 @@
 """Fault injection for tests: dropped streams, failing uploads, slowness, ill health.
 
+Only a server started for tests (``--test-faults``; ``LocalBoxOptions.test_faults``)
+serves ``/localbox/faults`` or takes ``--faults`` at start; any other server keeps
+these all off, and the route does not exist.
+
 Keys (all optional; ``update`` merges, so a test can switch one off with 0/false):
 
 - ``drop_output_after_bytes`` (int): cut the HTTP connection of the next

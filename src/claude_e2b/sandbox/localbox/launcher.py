@@ -4,11 +4,17 @@
 process on a free loopback port. The child watches its parent: if this process
 dies, the sandbox ends too, so nothing outlives the run. The child inherits only an
 allow-list of the caller's environment (``server_env``), never its secrets.
+
+The child makes its own API key and envd access token and hands them back on the
+ready pipe, with its URL: the handle holds them, and ``sdk_options`` gives the
+e2b SDK what it needs to talk to the server in its normal mode, as to E2B::
+
+    handle = start_localbox(LocalBoxOptions(), host)
+    sandbox = Sandbox.create(timeout=600, **handle.sdk_options())
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
@@ -24,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from claude_e2b.errors import SandboxGoneError, SandboxStartError, SandboxTransientError
+import httpx
+
+from claude_e2b.errors import SandboxError, SandboxStartError
 
 from .registry import LocalBoxInfo, pid_alive, read_entries
 
@@ -54,7 +62,12 @@ _LOCALE_PREFIX = "LC_"
 
 @dataclass(frozen=True)
 class LocalBoxOptions:
-    """How to start a local sandbox (``faults``: see faults.py)."""
+    """How to start a local sandbox.
+
+    ``test_faults`` (tests only) serves /localbox/faults; ``faults`` (see faults.py)
+    are set at start and need it. ``allow_root`` lets calls act as root, which in the
+    root isolation mode is root on the host: nothing in the project needs it.
+    """
 
     lifetime_s: float = 3600.0
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -62,6 +75,12 @@ class LocalBoxOptions:
     keep_root: bool = False
     root: Path | None = None
     faults: Mapping[str, object] = field(default_factory=dict)
+    test_faults: bool = False
+    allow_root: bool = False
+
+    def __post_init__(self) -> None:
+        if self.faults and not self.test_faults:
+            raise ValueError("faults need test_faults=True (a server started for tests)")
 
 
 @dataclass(frozen=True)
@@ -70,38 +89,55 @@ class LocalBoxHost:
 
     ``environ`` is where the server's allowed variables come from (see ``server_env``);
     it may be the whole environment of the caller, so it is kept out of the repr.
+    ``test_faults``: sessions opened on this host start servers for tests (faults on).
     """
 
     registry_dir: Path
     environ: Mapping[str, str] = field(repr=False)
+    test_faults: bool = False
 
 
 @dataclass
 class LocalBoxHandle:
-    """A running local sandbox server, child of this process."""
+    """A running local sandbox server, child of this process, and its secrets."""
 
     url: str
     sandbox_id: str
     pid: int
     root: Path
+    api_key: str = field(default="", repr=False)
+    access_token: str = field(default="", repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
-    def set_timeout(self, seconds: float) -> None:
-        """Make the sandbox end ``seconds`` from now.
+    @property
+    def running(self) -> bool:
+        """Whether the server process is still alive."""
+        return self._process is not None and self._process.poll() is None
 
-        Raises SandboxGoneError if the server is gone, SandboxTransientError if it
-        did not answer.
+    def sdk_options(self) -> dict[str, Any]:
+        """Keyword arguments that point the e2b SDK (normal mode) at this server.
+
+        ``api_url`` and ``sandbox_url`` are the SDK's own overrides for a self-hosted
+        E2B; the key authenticates its API calls, and create hands it the access token.
         """
-        if self._process is None or self._process.poll() is not None:
-            raise SandboxGoneError(f"local sandbox {self.sandbox_id} is not running")
-        body = json.dumps({"seconds": seconds}).encode()
-        request = urllib.request.Request(f"{self.url}/localbox/timeout", data=body, method="POST")  # noqa: S310 - our own http URL
-        try:
-            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S):  # noqa: S310
-                pass
-        except (urllib.error.URLError, OSError) as exc:
-            raise SandboxTransientError(f"local sandbox {self.sandbox_id}: {exc}") from exc
+        return {
+            "api_key": self.api_key,
+            "api_url": self.url,
+            "sandbox_url": self.url,
+            "debug": False,
+            "http_version": "1.1",
+        }
+
+    def call(self, method: str, path: str, body: object = None) -> httpx.Response:
+        """One authenticated request to the server's control side (``/localbox/*`` etc.)."""
+        return httpx.request(
+            method,
+            f"{self.url}{path}",
+            json=body,
+            headers={"X-API-Key": self.api_key},
+            timeout=_HTTP_TIMEOUT_S,
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Kill the server and everything in the sandbox; idempotent."""
@@ -125,7 +161,11 @@ class LocalBoxHandle:
 def _argv(options: LocalBoxOptions, ready_fd: int, registry_dir: Path) -> list[str]:
     argv = [sys.executable, "-m", "claude_e2b.sandbox.localbox", "--port", "0"]
     argv += ["--lifetime", str(options.lifetime_s), "--ready-fd", str(ready_fd)]
-    argv += ["--registry-dir", str(registry_dir), "--faults", json.dumps(dict(options.faults))]
+    argv += ["--registry-dir", str(registry_dir)]
+    if options.test_faults:
+        argv += ["--test-faults", "--faults", json.dumps(dict(options.faults))]
+    if options.allow_root:
+        argv.append("--allow-root-user")
     for key, value in options.metadata.items():
         argv += ["--metadata", f"{key}={value}"]
     for name, path in options.tools.items():
@@ -208,12 +248,13 @@ def start_localbox(
         )
     finally:
         os.close(write_fd)
-    handle = LocalBoxHandle("", "", process.pid, Path(), process, log)
+    handle = LocalBoxHandle("", "", process.pid, Path(), _process=process, _log=log)
     deadline = time.monotonic() + ready_timeout
     try:
         info = _read_ready(read_fd, process, deadline)
         handle.url, handle.sandbox_id = str(info["url"]), str(info["sandbox_id"])
         handle.root = Path(info["root"])
+        handle.api_key, handle.access_token = str(info["api_key"]), str(info["access_token"])
         _healthy(handle.url, deadline)
     except (TimeoutError, ValueError, TypeError, KeyError) as exc:
         tail = _tail(log)
@@ -233,20 +274,35 @@ def list_localboxes(registry_dir: Path) -> list[LocalBoxInfo]:
 
 
 def kill_localbox(sandbox_id: str, registry_dir: Path) -> bool:
-    """End a running local sandbox by id; False if there is no such sandbox."""
+    """End a running local sandbox by id; False if there is no such sandbox.
+
+    Another process (``claude-e2b kill``) has no key to the server's API, so this
+    sends the server SIGTERM, on which it ends the sandbox as on a kill call.
+    Raises SandboxError when the server belongs to a user we may not signal.
+    """
     found = [i for i in list_localboxes(registry_dir) if i.sandbox_id == sandbox_id]
-    if not found:
+    if not found or not _is_localbox_server(found[0].pid):
         return False
-    info = found[0]
-    request = urllib.request.Request(f"{info.url}/localbox/kill", method="POST", data=b"{}")  # noqa: S310 - our own http URL
+    pid = found[0].pid
     try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S):  # noqa: S310
-            pass
-    except (urllib.error.URLError, OSError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(info.pid, signal.SIGTERM)
-    _wait_gone(info.pid, 10.0)
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError as exc:
+        raise SandboxError(
+            f"local sandbox {sandbox_id} (pid {pid}) belongs to another user: {exc}"
+        ) from exc
+    _wait_gone(pid, 10.0)
     return True
+
+
+def _is_localbox_server(pid: int) -> bool:
+    """Whether ``pid`` runs this package's server, not a process that reused the pid."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"claude_e2b.sandbox.localbox" in argv
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

@@ -5,11 +5,17 @@ exit; readers prune entries whose server pid is gone (a server killed by SIGKILL
 cannot clean up after itself). The directory is a parameter everywhere; its usual
 place, ``<state dir>/localbox``, is worked out here from an environment mapping the
 two edges hand in (``claude-e2b`` and a server started by hand), so they agree.
+
+Entries hold no secret (a server's keys travel only through its ready pipe), yet
+the directory is 0700 and each entry 0600: where sandboxes run, and as which
+pids, is nobody else's business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +61,27 @@ class LocalBoxInfo:
         )
 
 
+_DIR_MODE = 0o700
+_ENTRY_MODE = 0o600
+
+
+def private_dir(directory: Path) -> None:
+    """Make ``directory`` (and its parents) and close it to others, when it is ours."""
+    directory.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    # One made by an older version, or under a wide umask: tighten it if we own it.
+    with contextlib.suppress(PermissionError):
+        directory.chmod(_DIR_MODE)
+
+
 def write_entry(directory: Path, info: Mapping[str, Any]) -> None:
-    """Write (or replace) a sandbox's entry atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write (or replace) a sandbox's entry atomically, readable by its owner only."""
+    private_dir(directory)
     target = directory / f"{info['sandbox_id']}.json"
     temporary = target.with_suffix(".tmp")
-    temporary.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, _ENTRY_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), _ENTRY_MODE)
+        handle.write(json.dumps(info, indent=2))
     temporary.replace(target)
 
 

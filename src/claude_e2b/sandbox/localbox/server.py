@@ -1,8 +1,10 @@
 """The local sandbox server process: one process, one sandbox.
 
-It serves envd's protocol on a loopback port and ends itself — killing every
-process of the sandbox and removing its root — when its lifetime runs out, when
-its parent process dies, on SIGTERM/SIGINT, or on POST /localbox/kill.
+It serves envd's protocol and the part of E2B's API the SDK uses on a loopback
+port, behind two secrets it makes at start and tells only its parent (auth.py).
+It ends itself — killing every process of the sandbox and removing its root —
+when its lifetime runs out, when its parent process dies, on SIGTERM/SIGINT, or
+on ``DELETE /sandboxes/{id}`` (the SDK's kill).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
 
 from .app import BoxState, LocalBoxApp
+from .auth import Credentials
 from .faults import Faults
 from .files_http import FilesAPI
 from .filesystem import FilesystemService
@@ -60,6 +63,8 @@ class ServerConfig:
     faults: Mapping[str, Any] = field(default_factory=dict)
     ready_fd: int | None = None
     mode: Mode | None = None
+    allow_root: bool = False
+    test_faults: bool = False
 
 
 def prepare_root(root: Path, identity: Identity, owner: int | None) -> None:
@@ -131,7 +136,10 @@ class Server:
         self.root = (config.root or new_root()).resolve()
         self.isolation = Isolation(self.mode, self.root, self.identity, dict(config.tools))
         self.faults = Faults()
+        if config.faults and not config.test_faults:
+            raise ValueError("faults can be injected only into a server started for tests")
         self.faults.update(config.faults)
+        self.credentials = Credentials.new()
         self.registry_dir = config.registry_dir
         self.state = BoxState(f"local-{secrets.token_hex(6)}", self.root, os.getpid(), {})
         self.state.metadata = dict(config.metadata)
@@ -159,6 +167,9 @@ class Server:
             files=FilesAPI(fs, self._owner_of, self.faults),
             process=ProcessASGIApplication(self.processes),
             filesystem=FilesystemASGIApplication(filesystem),
+            credentials=self.credentials,
+            allow_root=self.config.allow_root,
+            test_faults=self.config.test_faults,
             on_change=self._publish,
         )
 
@@ -198,7 +209,7 @@ class Server:
         self._uvicorn = _Uvicorn(config)
         watchdog = asyncio.create_task(self._watch())
         self._publish()
-        _report_ready(self.config.ready_fd, self.state)
+        _report_ready(self.config.ready_fd, self.state, self.credentials)
         try:
             await self._uvicorn.serve(sockets=[sock])
         finally:
@@ -236,15 +247,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _report_ready(ready_fd: int | None, state: BoxState) -> None:
-    """Tell the launcher (one JSON line on its pipe) or a human (stdout) we are up."""
-    line = json.dumps(state.info()) + "\n"
+def _report_ready(ready_fd: int | None, state: BoxState, credentials: Credentials) -> None:
+    """Tell the launcher (one JSON line on its pipe) or a human (stdout) we are up.
+
+    The pipe is the only way out for the secrets: argv and the environment can be
+    read by others (/proc), and the registry is on disk.
+    """
     if ready_fd is None:
-        sys.stdout.write(f"localbox {state.sandbox_id} ready at {state.url} (root {state.root})\n")
+        sys.stdout.write(
+            f"localbox {state.sandbox_id} ready at {state.url} (root {state.root})\n"
+            f"connect: e2b.Sandbox.create(api_url=URL, sandbox_url=URL, "
+            f"api_key={credentials.api_key!r}, http_version='1.1')\n"
+        )
         sys.stdout.flush()
         return
+    keys = {"api_key": credentials.api_key, "access_token": credentials.access_token}
     with os.fdopen(ready_fd, "w", encoding="utf-8") as pipe:
-        pipe.write(line)
+        pipe.write(json.dumps({**state.info(), **keys}) + "\n")
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -260,8 +279,9 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m claude_e2b.sandbox.localbox",
-        description="Run an E2B-compatible local sandbox (envd protocol). Connect with "
-        "e2b.Sandbox.create(debug=True, sandbox_url=URL, http_version='1.1').",
+        description="Run an E2B-compatible local sandbox (envd protocol and E2B's "
+        "sandbox API, behind a random API key printed at start). Connect with "
+        "e2b.Sandbox.create(api_url=URL, sandbox_url=URL, api_key=KEY, http_version='1.1').",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: any free one)")
@@ -271,7 +291,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="make a host executable available as NAME on the PATH")  # fmt: skip
     parser.add_argument("--root", type=Path, help="sandbox root directory (default: a temp dir)")
     parser.add_argument("--keep-root", action="store_true", help="keep the root at exit")
-    parser.add_argument("--faults", default="{}", help="fault injection, as JSON")
+    parser.add_argument("--test-faults", action="store_true",
+                        help="for tests: serve /localbox/faults and accept --faults")  # fmt: skip
+    parser.add_argument("--faults", default="{}", help="fault injection, as JSON (--test-faults)")
+    parser.add_argument("--allow-root-user", action="store_true",
+                        help="let callers act as root (host root in the root mode)")  # fmt: skip
     parser.add_argument("--registry-dir", type=Path, help="where to announce the sandbox "
                         "(default: where claude-e2b list looks)")  # fmt: skip
     parser.add_argument("--mode", choices=["root", "userns", "plain"], help="isolation mode")
@@ -284,7 +308,11 @@ def parse_args(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
 
     ``environ`` gives the default of --registry-dir (by hand; the launcher passes it).
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    faults = json.loads(args.faults)
+    if faults and not args.test_faults:
+        parser.error("--faults needs --test-faults")
     return ServerConfig(
         # Worked out only when needed: a launched server's environment has no HOME.
         registry_dir=args.registry_dir or registry_dir(state_dir(environ)),
@@ -295,9 +323,11 @@ def parse_args(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
         tools={k: Path(v) for k, v in _pairs(args.tool, "--tool").items()},
         keep_root=args.keep_root,
         root=args.root,
-        faults=json.loads(args.faults),
+        faults=faults,
         ready_fd=args.ready_fd,
         mode=args.mode,
+        allow_root=args.allow_root_user,
+        test_faults=args.test_faults,
     )
 
 
