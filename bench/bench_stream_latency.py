@@ -238,22 +238,29 @@ def run_claude(claude: Path, host: LocalBoxHost) -> dict[str, Any]:
             message = event.message_id if isinstance(event, AssistantEvent) else ""
             arrivals.append((now, kind, message))
 
-    spec = SandboxSpec(backend="local", lifetime_s=600, local_tools={"claude": claude})
-    with ScriptedAnthropic(scenario) as api, open_session(spec, host) as session:
-        envs = {
-            "ANTHROPIC_BASE_URL": api.url,
-            "ANTHROPIC_API_KEY": "sk-ant-bench-0000",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_TELEMETRY": "1",
-            "IS_SANDBOX": "1",
-        }
-        argv = ["claude", "-p", "Tick a few times.", "--output-format", "stream-json"]
-        argv += ["--verbose", "--dangerously-skip-permissions", "--model", "claude-sonnet-4-5"]
-        started = time.time()
-        outcome = session.run(shlex.join(argv), timeout=300, envs=envs, on_stdout=on_stdout)
-        ended = time.time()
-        requests = [r.time for r in api.main_requests]
+    with ScriptedAnthropic(scenario) as api:
+        # The sandbox's own network reaches only the scripted API on the runner.
+        spec = SandboxSpec(
+            backend="local",
+            lifetime_s=600,
+            local_tools={"claude": claude},
+            local_reach=(f"127.0.0.1:{api.port}",),
+        )
+        with open_session(spec, host) as session:
+            envs = {
+                "ANTHROPIC_BASE_URL": api.url,
+                "ANTHROPIC_API_KEY": "sk-ant-bench-0000",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "DISABLE_AUTOUPDATER": "1",
+                "DISABLE_TELEMETRY": "1",
+                "IS_SANDBOX": "1",
+            }
+            argv = ["claude", "-p", "Tick a few times.", "--output-format", "stream-json"]
+            argv += ["--verbose", "--dangerously-skip-permissions", "--model", "claude-sonnet-4-5"]
+            started = time.time()
+            outcome = session.run(shlex.join(argv), timeout=300, envs=envs, on_stdout=on_stdout)
+            ended = time.time()
+            requests = [r.time for r in api.main_requests]
     # The CLI emits one assistant event per content block (text, then tool_use): per
     # API answer, the first and last arrival of its message id.
     first: dict[str, float] = {}

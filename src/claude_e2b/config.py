@@ -97,6 +97,13 @@ class Credentials:
             return DEFAULT_API_HOST
         return urlsplit(self.anthropic_base_url).hostname or DEFAULT_API_HOST
 
+    def api_endpoint(self) -> str:
+        """HOST:PORT of the model's API (the base URL's, else Anthropic's on 443)."""
+        url = urlsplit(self.anthropic_base_url or f"https://{DEFAULT_API_HOST}")
+        host = url.hostname or DEFAULT_API_HOST
+        port = url.port or (80 if url.scheme == "http" else 443)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
     def egress_rules(self) -> dict[str, list[dict[str, Any]]]:
         """Proxy mode: the header E2B's egress proxy sets on requests to the API host."""
         if self.key_injection != "proxy":

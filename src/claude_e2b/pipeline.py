@@ -174,6 +174,7 @@ def sandbox_spec(config: RunConfig) -> SandboxSpec:
         allow_out=_allow_out(config),
         network_rules=config.credentials.egress_rules(),
         local_tools=config.local_tools,
+        local_reach=(config.credentials.api_endpoint(),),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +31,25 @@ def running_cost(meter: UsageMeter) -> float:
 
 
 @pytest.fixture
-def session(fault_host, claude_bin) -> Iterator[SandboxSession]:
-    spec = SandboxSpec(backend="local", lifetime_s=600, local_tools={"claude": claude_bin})
+def api_port() -> int:
+    """A free port for the scripted API, known before the sandbox (which may reach only it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scripted(scenario, api_port):
+    return ScriptedAnthropic(scenario, port=api_port)
+
+
+@pytest.fixture
+def session(fault_host, claude_bin, api_port) -> Iterator[SandboxSession]:
+    spec = SandboxSpec(
+        backend="local",
+        lifetime_s=600,
+        local_tools={"claude": claude_bin},
+        local_reach=(f"127.0.0.1:{api_port}",),
+    )
     with open_session(spec, fault_host) as opened:
         opened.make_dir(REPO)
         opened.write_file(f"{REPO}/README.md", b"# Demo\n\nHello world.\n")
@@ -72,9 +90,9 @@ def _no_agent_left(session: SandboxSession) -> bool:
     return live_processes(session, "claude") == []
 
 
-def test_normal_run_prompt_and_key(session, tmp_path):
+def test_normal_run_prompt_and_key(session, tmp_path, api_port):
     """The scenario's changes happen, the prompt arrives byte for byte, the key stays hidden."""
-    with ScriptedAnthropic(SCENARIOS / "add_edit_delete.yaml") as api:
+    with scripted(SCENARIOS / "add_edit_delete.yaml", api_port) as api:
         outcome, actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
         first = api.main_requests[0]
     assert outcome.result is not None
@@ -92,10 +110,10 @@ def test_normal_run_prompt_and_key(session, tmp_path):
     assert running_cost(outcome.meter) == pytest.approx(outcome.result.total_cost_usd, rel=1e-9)
 
 
-def test_hard_limit_warns_in_order_then_stops_and_keeps_work(session, tmp_path):
+def test_hard_limit_warns_in_order_then_stops_and_keeps_work(session, tmp_path, api_port):
     """Warnings at the marks, then SIGINT at the limit; the ticks written so far remain."""
     limits = WatchdogConfig(hard_limit_s=7, warn_at_s=(2, 4), grace_s=10)
-    with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
+    with scripted(SCENARIOS / "slow.yaml", api_port) as api:
         outcome, actions = _run(session, api, tmp_path, limits)
     assert [type(a) for a in actions] == [TimeWarning, TimeWarning, Stop]
     assert [a.mark_s for a in actions if isinstance(a, TimeWarning)] == [2, 4]
@@ -108,10 +126,10 @@ def test_hard_limit_warns_in_order_then_stops_and_keeps_work(session, tmp_path):
     assert outcome.result is not None
 
 
-def test_budget_stops_the_agent(session, tmp_path):
+def test_budget_stops_the_agent(session, tmp_path, api_port):
     """Our watchdog stops the agent when the running cost passes the budget."""
     limits = WatchdogConfig(hard_limit_s=120, budget_usd=0.003, grace_s=10)
-    with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
+    with scripted(SCENARIOS / "slow.yaml", api_port) as api:
         outcome, actions = _run(session, api, tmp_path, limits)
     assert isinstance(actions[-1], Stop)
     assert outcome.stopped is not None
@@ -121,31 +139,31 @@ def test_budget_stops_the_agent(session, tmp_path):
     assert _no_agent_left(session)
 
 
-def test_agent_ignoring_sigint_is_killed_after_grace(session, tmp_path):
+def test_agent_ignoring_sigint_is_killed_after_grace(session, tmp_path, api_port):
     """An agent that ignores SIGINT is killed once the grace period is over."""
     script = "trap '' INT; echo $$ > /tmp/claude-e2b/agent.pid; sleep 600"
     command = AgentCommand(
         ("bash", "-c", script), "/tmp/claude-e2b/prompt.md", REPO, "/tmp/claude-e2b/other.pid"
     )
     limits = WatchdogConfig(hard_limit_s=2, grace_s=2)
-    with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
+    with scripted(SCENARIOS / "slow.yaml", api_port) as api:
         outcome, _actions = _run(session, api, tmp_path, limits, command=command)
     assert outcome.stopped is not None
     assert live_processes(session, "sleep") == []
 
 
-def test_dropped_stream_is_reattached(session, tmp_path):
+def test_dropped_stream_is_reattached(session, tmp_path, api_port):
     """When the local server drops the output stream, the runner re-attaches; work goes on."""
     assert session.localbox is not None
     set_faults(session.localbox, drop_output_after_bytes=4000)
-    with ScriptedAnthropic(SCENARIOS / "add_edit_delete.yaml") as api:
+    with scripted(SCENARIOS / "add_edit_delete.yaml", api_port) as api:
         outcome, _actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
     assert outcome.reconnects == 1
     assert session.exists(f"{REPO}/hello.py")
     assert not session.exists(f"{REPO}/obsolete.txt")
 
 
-def test_broken_lines_are_skipped_and_counted(session, tmp_path):
+def test_broken_lines_are_skipped_and_counted(session, tmp_path, api_port):
     """Lines that are not JSON are skipped and counted; the events around them are kept."""
     lines = [
         json.dumps(
@@ -176,7 +194,7 @@ def test_broken_lines_are_skipped_and_counted(session, tmp_path):
     command = AgentCommand(
         ("bash", "-c", script), "/tmp/claude-e2b/prompt.md", REPO, "/tmp/claude-e2b/agent.pid"
     )
-    with ScriptedAnthropic(SCENARIOS / "demo.yaml") as api:
+    with scripted(SCENARIOS / "demo.yaml", api_port) as api:
         outcome: AgentOutcome
         outcome, _actions = _run(
             session, api, tmp_path, WatchdogConfig(hard_limit_s=60), command=command

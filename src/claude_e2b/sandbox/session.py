@@ -58,6 +58,7 @@ from claude_e2b.sandbox.localbox.launcher import (
     list_localboxes,
     start_localbox,
 )
+from claude_e2b.sandbox.localbox.netns import NetworkPolicy, parse_destination
 
 User = Literal["user", "root"]
 T = TypeVar("T")
@@ -85,6 +86,9 @@ class SandboxSpec:
     allow_out: tuple[str, ...] | None = None
     network_rules: Mapping[str, Any] | None = None
     local_tools: Mapping[str, Path] = field(default_factory=dict)
+    # HOST:PORT the local sandbox must reach whatever allow_out says (the model's API):
+    # it cannot reach this machine's own services otherwise (localbox/netns.py).
+    local_reach: tuple[str, ...] = ()
     create_timeout_s: float = 120.0
 
 
@@ -466,6 +470,20 @@ def _open_e2b(spec: SandboxSpec) -> SandboxSession:
     return SandboxSession(sandbox, spec, sandbox.sandbox_id)
 
 
+def _local_network(spec: SandboxSpec) -> NetworkPolicy:
+    """The local sandbox's network: allow_out (ports 80 and 443) plus local_reach.
+
+    The internet too when there is no allow list, as on E2B. Raises SandboxStartError
+    for an entry the local sandbox cannot allow (a CIDR range).
+    """
+    entries = (*(spec.allow_out or ()), *spec.local_reach)
+    try:
+        allow = tuple(d for entry in entries for d in parse_destination(entry))
+    except ValueError as exc:
+        raise SandboxStartError(str(exc), hint="list host names or addresses") from exc
+    return NetworkPolicy(allow, internet=spec.allow_out is None)
+
+
 def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
     handle = start_localbox(
         LocalBoxOptions(
@@ -473,6 +491,7 @@ def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
             metadata=_owner_metadata(spec),
             tools=dict(spec.local_tools),
             test_faults=host.test_faults,
+            network=_local_network(spec),
         ),
         host,
         ready_timeout=spec.create_timeout_s,

@@ -34,6 +34,7 @@ import httpx
 
 from claude_e2b.errors import SandboxError, SandboxStartError
 
+from .netns import NetworkPolicy
 from .registry import LocalBoxInfo, pid_alive, read_entries
 
 __all__ = [
@@ -77,6 +78,7 @@ class LocalBoxOptions:
     faults: Mapping[str, object] = field(default_factory=dict)
     test_faults: bool = False
     allow_root: bool = False
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
     def __post_init__(self) -> None:
         if self.faults and not self.test_faults:
@@ -166,6 +168,7 @@ def _argv(options: LocalBoxOptions, ready_fd: int, registry_dir: Path) -> list[s
         argv += ["--test-faults", "--faults", json.dumps(dict(options.faults))]
     if options.allow_root:
         argv.append("--allow-root-user")
+    argv += options.network.argv()
     for key, value in options.metadata.items():
         argv += ["--metadata", f"{key}={value}"]
     for name, path in options.tools.items():

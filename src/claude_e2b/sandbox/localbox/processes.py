@@ -25,7 +25,8 @@ from e2b.envd.process import process_pb as pb
 from e2b.envd.process.process_connect import Process
 from protobuf import DescService, Oneof
 
-from .isolation import Isolation, resolve_cwd
+from .command_env import RefusedEnvError
+from .isolation import Isolation, Launch, resolve_cwd
 from .paths import PathEscapeError
 
 _CHUNK = 64 * 1024
@@ -64,6 +65,7 @@ class Command:
     config: pb.ProcessConfig
     tag: str | None
     subscribers: set[asyncio.Queue[pb.ProcessEvent | None]] = field(default_factory=set)
+    on_exit: Callable[[], None] = lambda: None
 
     @property
     def pid(self) -> int:
@@ -228,25 +230,32 @@ class ProcessService:
         async for message in stream:
             yield message
 
-    async def _spawn(self, request: pb.StartRequest, user: str) -> Command:
-        config = request.process or pb.ProcessConfig()
+    def _launch(self, config: pb.ProcessConfig, user: str) -> Launch:
+        """How to start ``config``; ConnectError(INVALID_ARGUMENT) for a bad cwd or env."""
         try:
             cwd = resolve_cwd(config.cwd if config.has_field("cwd") else None, user)
-        except PathEscapeError as exc:
+            return self._isolation.launch([config.cmd, *config.args], user, cwd, dict(config.envs))
+        except (PathEscapeError, RefusedEnvError) as exc:
             raise ConnectError(Code.INVALID_ARGUMENT, str(exc)) from exc
-        iso = self._isolation
-        argv = iso.command_argv([config.cmd, *config.args], user, cwd)
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if request.stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=iso.env(user, dict(config.envs)),
-            cwd=iso.host_cwd(cwd),
-            start_new_session=True,
-        )
+
+    async def _spawn(self, request: pb.StartRequest, user: str) -> Command:
+        config = request.process or pb.ProcessConfig()
+        launch = self._launch(config, user)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=asyncio.subprocess.PIPE if request.stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=launch.env,
+                cwd=launch.cwd,
+                start_new_session=True,
+            )
+        except BaseException:
+            launch.cleanup()
+            raise
         tag = request.tag if request.has_field("tag") else None
-        command = Command(proc=proc, config=config, tag=tag)
+        command = Command(proc=proc, config=config, tag=tag, on_exit=launch.cleanup)
         self._commands[proc.pid] = command
         return command
 
@@ -264,6 +273,7 @@ class ProcessService:
             asyncio.create_task(_read_into(proc.stderr, "stderr", command)),
         ]
         returncode = await proc.wait()
+        command.on_exit()
         # A grandchild may keep the pipes open after the command itself exited.
         _done, pending = await asyncio.wait(readers, timeout=_DRAIN_AFTER_EXIT_S)
         for task in pending:

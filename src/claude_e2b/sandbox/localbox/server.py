@@ -32,6 +32,7 @@ import uvicorn
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
 
+from . import netns
 from .app import BoxState, LocalBoxApp
 from .auth import Credentials
 from .faults import Faults
@@ -65,6 +66,7 @@ class ServerConfig:
     mode: Mode | None = None
     allow_root: bool = False
     test_faults: bool = False
+    network: netns.NetworkPolicy = field(default_factory=netns.NetworkPolicy)
 
 
 def prepare_root(root: Path, identity: Identity, owner: int | None) -> None:
@@ -134,7 +136,9 @@ class Server:
         self.mode: Mode = config.mode or detect_mode()
         self.identity = identity_for(self.mode)
         self.root = (config.root or new_root()).resolve()
-        self.isolation = Isolation(self.mode, self.root, self.identity, dict(config.tools))
+        self.isolation = Isolation(
+            self.mode, self.root, self.identity, dict(config.tools), network=config.network
+        )
         self.faults = Faults()
         if config.faults and not config.test_faults:
             raise ValueError("faults can be injected only into a server started for tests")
@@ -300,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: where claude-e2b list looks)")  # fmt: skip
     parser.add_argument("--mode", choices=["root", "userns", "plain"], help="isolation mode")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    netns.add_arguments(parser)
     return parser
 
 
@@ -328,6 +333,7 @@ def parse_args(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
         mode=args.mode,
         allow_root=args.allow_root_user,
         test_faults=args.test_faults,
+        network=netns.policy_from_args(args),
     )
 
 
