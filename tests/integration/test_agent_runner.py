@@ -122,8 +122,12 @@ def test_hard_limit_warns_in_order_then_stops_and_keeps_work(session, tmp_path, 
     ticks = session.read_bytes(f"{REPO}/ticks.txt").decode().split()
     assert 2 <= len(ticks) < 60
     assert _no_agent_left(session)
-    # SIGINT let Claude Code end cleanly, with its own result and cost.
-    assert outcome.result is not None
+    # SIGINT usually lets Claude Code end with its own result and exact cost; when it
+    # lands while a request is in flight (seen under load) Claude Code 2.1.328 exits 0
+    # without one, and the cost comes from the usage streamed so far instead.
+    if outcome.result is None:
+        assert outcome.exit_code == 0
+        assert running_cost(outcome.meter) > 0
 
 
 def test_budget_stops_the_agent(session, tmp_path, api_port):
