@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_e2b.config import Overrides, RunConfig, build_run_config
+from claude_e2b.config import Overrides, PublishSettings, RunConfig, build_run_config
 from claude_e2b.delivery import (
     Delivery,
     base_for,
@@ -250,12 +250,14 @@ def overrides_from(inputs: ActionInputs) -> Overrides:
         timeout_minutes=inputs.timeout_minutes,
         budget_usd=inputs.budget_usd,
         max_turns=inputs.max_turns,
-        branch=inputs.branch,
-        base_branch=inputs.base_branch,
-        draft=inputs.draft,
-        labels=inputs.labels,
-        reviewers=inputs.reviewers,
-        sign_commits=inputs.sign_commits,
+        publish=PublishSettings(
+            branch=inputs.branch,
+            base_branch=inputs.base_branch,
+            draft=inputs.draft,
+            labels=inputs.labels,
+            reviewers=inputs.reviewers,
+            sign_commits=inputs.sign_commits,
+        ),
     )
 
 

@@ -118,25 +118,6 @@ class Credentials:
 
 
 @dataclass(frozen=True)
-class Overrides:
-    """Explicit flags or action inputs; None means "not given"."""
-
-    backend: Backend | None = None
-    template: str | None = None
-    model: str | None = None
-    timeout_minutes: float | None = None
-    budget_usd: float | None = None
-    max_turns: int | None = None
-    include_untracked: bool | None = None
-    branch: str | None = None
-    base_branch: str | None = None
-    draft: bool | None = None
-    labels: tuple[str, ...] = ()
-    reviewers: tuple[str, ...] = ()
-    sign_commits: bool = False
-
-
-@dataclass(frozen=True)
 class PublishSettings:
     """Where and how the pull request goes; None means "decide at publish time".
 
@@ -150,6 +131,21 @@ class PublishSettings:
     labels: tuple[str, ...] = ()
     reviewers: tuple[str, ...] = ()
     sign_commits: bool = False
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Explicit flags or action inputs; None means "not given"."""
+
+    backend: Backend | None = None
+    template: str | None = None
+    model: str | None = None
+    timeout_minutes: float | None = None
+    budget_usd: float | None = None
+    max_turns: int | None = None
+    include_untracked: bool | None = None
+    # None fields are the plan's or decided at publish time; labels and reviewers add up.
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
 
 @dataclass(frozen=True)
@@ -259,13 +255,14 @@ def _merged(first: tuple[str, ...], then: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _publish_settings(plan: Plan, overrides: Overrides) -> PublishSettings:
+    given = overrides.publish
     return PublishSettings(
-        branch=_first(overrides.branch, plan.branch, default=None),
-        base_branch=_first(overrides.base_branch, plan.base_branch, default=None),
-        draft=_first(overrides.draft, plan.draft, default=None),
-        labels=_merged(plan.labels, overrides.labels),
-        reviewers=_merged(plan.reviewers, overrides.reviewers),
-        sign_commits=overrides.sign_commits,
+        branch=_first(given.branch, plan.branch, default=None),
+        base_branch=_first(given.base_branch, plan.base_branch, default=None),
+        draft=_first(given.draft, plan.draft, default=None),
+        labels=_merged(plan.labels, given.labels),
+        reviewers=_merged(plan.reviewers, given.reviewers),
+        sign_commits=given.sign_commits,
     )
 
 

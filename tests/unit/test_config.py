@@ -8,6 +8,7 @@ from claude_e2b.config import (
     PROXY_PLACEHOLDER,
     Credentials,
     Overrides,
+    PublishSettings,
     build_run_config,
 )
 from claude_e2b.errors import ConfigError
@@ -180,11 +181,13 @@ Do it.
 def test_publish_settings_merge_inputs_over_plan():
     """Branch, base and draft from inputs beat the plan's; labels and reviewers add up."""
     overrides = Overrides(
-        branch="input-branch",
-        draft=True,
-        labels=("nightly", "urgent"),
-        reviewers=("bob",),
-        sign_commits=True,
+        publish=PublishSettings(
+            branch="input-branch",
+            draft=True,
+            labels=("nightly", "urgent"),
+            reviewers=("bob",),
+            sign_commits=True,
+        )
     )
     publish = _config(overrides, PUBLISHING_PLAN).publish
     assert publish.branch == "input-branch"

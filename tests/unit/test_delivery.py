@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_e2b.config import Credentials, Overrides, build_run_config
+from claude_e2b.config import Credentials, Overrides, PublishSettings, build_run_config
 from claude_e2b.delivery import (
     Delivery,
     base_for,
@@ -113,7 +113,9 @@ def test_branch_defaults_to_the_plan_stem_and_bad_names_are_refused(tmp_path):
     assert branch_for(config_for(tmp_path)) == "claude-e2b/tidy"
     assert branch_for(config_for(tmp_path, "branch: bots/tidy\n")) == "bots/tidy"
     with pytest.raises(ConfigError):
-        branch_for(config_for(tmp_path, overrides=Overrides(branch="bad..name")))
+        branch_for(
+            config_for(tmp_path, overrides=Overrides(publish=PublishSettings(branch="bad..name")))
+        )
 
 
 def test_base_is_given_or_the_branch_checked_out(tmp_path):
@@ -144,7 +146,9 @@ def test_base_is_given_or_the_branch_checked_out(tmp_path):
 )
 def test_draft_unless_completed_or_as_told(tmp_path, status, draft_setting, draft):
     """A draft when the run did not complete, unless draft was set either way."""
-    config = config_for(tmp_path, overrides=Overrides(draft=draft_setting, labels=("bot",)))
+    config = config_for(
+        tmp_path, overrides=Overrides(publish=PublishSettings(draft=draft_setting, labels=("bot",)))
+    )
     spec = pull_request_spec(config, result(status), branch="b", base="main", body="text")
     assert spec.draft is draft
     assert spec.title == "Tidy up"
