@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from claude_e2b.audit import set_audit_file
+from claude_e2b.cancel import Cancellation, RunAborted, RunCancelled
 from claude_e2b.config import Overrides, PublishSettings, RunConfig, build_run_config
 from claude_e2b.delivery import (
     Delivery,
@@ -32,6 +34,7 @@ from claude_e2b.environment import (
     credentials_from_env,
     local_claude,
     local_host,
+    local_registry,
     new_run_id,
 )
 from claude_e2b.errors import (
@@ -46,7 +49,7 @@ from claude_e2b.github.api import GitHubApi, GitHubTarget
 from claude_e2b.github.inputs import SECRET_INPUTS, ActionInputs, RunnerEnv, read_input
 from claude_e2b.github.trigger import Ignored, Refused, Trigger, default_branch_of, read_trigger
 from claude_e2b.github.workflow import Workflow, append_summary, write_outputs
-from claude_e2b.log import REDACTOR, configure_logging, get_logger
+from claude_e2b.log import REDACTOR, get_logger
 from claude_e2b.pipeline import SessionFactory, run_pipeline
 from claude_e2b.plan import load_plan
 from claude_e2b.report import (
@@ -58,7 +61,12 @@ from claude_e2b.report import (
     render_step_summary,
 )
 from claude_e2b.result import RunResult
+from claude_e2b.runs import History, Sandboxes, limited
+from claude_e2b.sandbox.limits import ENV_NAMES, INPUT_NAMES, SandboxLimits, parse_limits
 from claude_e2b.sandbox.session import open_session
+from claude_e2b.store import RunStore, default_db_path
+from claude_e2b.view import RunView
+from claude_e2b.view.choose import configure_output
 
 log = get_logger(__name__)
 BOT_SUFFIX = "[bot]"
@@ -83,16 +91,22 @@ def main() -> None:
 def run(environ: Mapping[str, str], workflow: Workflow) -> int:
     """The whole action; every way out is an exit code (1 incomplete, 2 bad input, 3 bug)."""
     _mask_secrets(environ, workflow)
-    configure_logging(json_lines=False)
+    view = configure_output(
+        sys.stdout,
+        log_format="text",
+        verbose=environ.get("RUNNER_DEBUG") == "1",
+        github_actions=True,
+        workflow=workflow,
+    )
     summary_path = _summary_path(environ)
     try:
         inputs = ActionInputs.from_env(environ)
         runner = RunnerEnv.from_env(environ)
-        return _act(inputs, runner, environ, workflow)
+        return _act(inputs, runner, environ, workflow, view)
     except ClaudeE2BError as exc:
         _report_error(workflow, summary_path, REDACTOR.redact(str(exc)))
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunCancelled, RunAborted):
         _report_error(workflow, summary_path, "the run was interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # the one place that turns a bug into exit 3
@@ -132,7 +146,11 @@ def read_event(path: Path | None) -> dict[str, Any]:
 
 
 def _act(
-    inputs: ActionInputs, runner: RunnerEnv, environ: Mapping[str, str], workflow: Workflow
+    inputs: ActionInputs,
+    runner: RunnerEnv,
+    environ: Mapping[str, str],
+    workflow: Workflow,
+    view: RunView,
 ) -> int:
     if not inputs.github_token:
         raise ConfigError(
@@ -151,7 +169,7 @@ def _act(
             api.reply(decision.issue_number, decision.reply)
             return 0
         job = Job(inputs, runner, decision, target, payload)
-        return _run_job(job, environ, workflow, api)
+        return _run_job(job, environ, workflow, api, view)
 
 
 def _decide(
@@ -180,7 +198,9 @@ def _comment_key(job: Job) -> str | None:
     return f"{job.trigger.issue_number}:{job.trigger.plan}"
 
 
-def _run_job(job: Job, environ: Mapping[str, str], workflow: Workflow, api: GitHubApi) -> int:
+def _run_job(
+    job: Job, environ: Mapping[str, str], workflow: Workflow, api: GitHubApi, view: RunView
+) -> int:
     ctx = ReportContext(run_url=job.runner.run_url, comment_key=_comment_key(job))
     _acknowledge(job, api, ctx)
     try:
@@ -192,10 +212,72 @@ def _run_job(job: Job, environ: Mapping[str, str], workflow: Workflow, api: GitH
         _answer(job, api, ctx, f"⛔ claude-e2b could not start: {exc.message}")
         raise
     ctx = ReportContext(run_url=ctx.run_url, overrides=overrides, comment_key=ctx.comment_key)
-    with workflow.section(f"claude-e2b: {config.plan.display_title}"):
-        result = run_pipeline(config, _session_factory(config, environ), workflow)
-    delivery = publish_run(config, result, job.target, api, base=base, ctx=ctx)
-    return _finish(job, config, delivery, workflow=workflow, api=api, ctx=ctx)
+    set_audit_file(config.output_dir / "audit.jsonl", config.run_id)
+    store = _open_history(environ)
+    history = History(store, config.run_id)
+    history.start(config, repository=job.runner.repository, pid=os.getpid())
+    cancel = Cancellation()
+    cancel.install()
+    try:
+        open_sandbox = limited(
+            _session_factory(config, environ),
+            limits=_limits(job.inputs, environ),
+            sandboxes=Sandboxes((config.backend,), local_registry(environ)),
+            store=store,
+            run_id=config.run_id,
+        )
+        result = run_pipeline(
+            config, open_sandbox, workflow, cancel=cancel, journal=history.journal, view=view
+        )
+        delivery = _publish(job, config, result, api, base, ctx, cancel)
+        view.finished(delivery.result)
+        code = _finish(job, config, delivery, workflow=workflow, api=api, ctx=ctx)
+        history.end(delivery.result, config.output_dir / "result.json")
+    except BaseException as exc:
+        history.abandon(REDACTOR.redact(str(exc) or type(exc).__name__))
+        raise
+    finally:
+        cancel.uninstall()
+    return code
+
+
+# After SIGINT, GitHub sends SIGTERM ~7.5 s later: publishing starts only if it can end first.
+PUBLISH_AFTER_CANCEL_S = 4.0
+
+
+def _publish(  # noqa: PLR0917 - the job's parts, each needed
+    job: Job,
+    config: RunConfig,
+    result: RunResult,
+    api: GitHubApi,
+    base: str,
+    ctx: ReportContext,
+    cancel: Cancellation,
+) -> Delivery:
+    """The pull request (a draft, for a cancelled run, when there is time left)."""
+    if result.status == "cancelled" and cancel.seconds_since() > PUBLISH_AFTER_CANCEL_S:
+        log.warning("publish.skipped", reason="cancelled: no time left before GitHub's SIGTERM")
+        return Delivery(result)
+    return publish_run(config, result, job.target, api, base=base, ctx=ctx)
+
+
+def _open_history(environ: Mapping[str, str]) -> RunStore | None:
+    """The run history on this runner; None (and a warning) when it cannot be opened."""
+    try:
+        return RunStore.open(default_db_path(environ))
+    except ConfigError as exc:
+        log.warning("history.unavailable", error=str(exc))
+        return None
+
+
+def _limits(inputs: ActionInputs, environ: Mapping[str, str]) -> SandboxLimits:
+    """The sandbox limits: inputs beat the environment, which beats the defaults."""
+    from_env = parse_limits(
+        environ.get(ENV_NAMES.running), environ.get(ENV_NAMES.per_hour), names=ENV_NAMES
+    )
+    return parse_limits(
+        inputs.max_sandboxes, inputs.max_sandboxes_per_hour, names=INPUT_NAMES, base=from_env
+    )
 
 
 def _acknowledge(job: Job, api: GitHubApi, ctx: ReportContext) -> None:

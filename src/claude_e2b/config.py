@@ -192,9 +192,12 @@ def _first(*values: T | None, default: T) -> T:
     return default
 
 
+MAX_LIMIT = 1e9  # minutes, dollars or turns: past it a value is a mistake (and overflows)
+
+
 def _positive(name: str, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if value is not None and not 0 < value <= MAX_LIMIT:
+        raise ConfigError(f"{name} must be greater than 0 and at most {MAX_LIMIT:.0e}, got {value}")
 
 
 def build_run_config(

@@ -126,9 +126,14 @@ def publish_run(
         pr = publish(config.repo_dir, result.changes, target, spec, api, on_warning=warnings.append)
     except PublishError as exc:
         log.error("publish.failed", error=str(exc))  # noqa: TRY400 - a known error
-        note = f"no pull request: {exc.message} (the changes are applied to the checkout)"
-        return Delivery(replace(result, warnings=(*result.warnings, note)), exc)
+        return Delivery(replace(result, warnings=(*result.warnings, no_pr_note(exc))), exc)
     return Delivery(replace(result, pr=pr, warnings=(*result.warnings, *warnings)))
+
+
+def no_pr_note(exc: PublishError) -> str:
+    """The run's warning when publishing failed: what happened, where the work is, what to do."""
+    note = f"no pull request: {exc.message}; the changes are applied to the checkout"
+    return f"{note}; {exc.hint}" if exc.hint else note
 
 
 def write_run_files(result: RunResult, output_dir: Path, ctx: ReportContext) -> Path:

@@ -11,6 +11,8 @@ ClaudeE2BError                      exit 3 unless a subclass says otherwise
 │   └── ConfigError                 flags, inputs, environment
 ├── SandboxError                    the sandbox backend failed
 │   ├── SandboxStartError           could not create or reach a new sandbox
+│   ├── SandboxLimitError           refused before creating one: too many running, or
+│   │                               created in the last hour (exit 1: nothing ran)
 │   ├── SandboxGoneError            killed, evicted or past its lifetime
 │   ├── SandboxTimeoutError         one call ran past its timeout
 │   ├── SandboxTransientError       network blip, rate limit, 5xx: retry may help
@@ -84,6 +86,17 @@ class SandboxError(ClaudeE2BError):
 
 class SandboxStartError(SandboxError):
     """A sandbox could not be created or reached."""
+
+
+class SandboxLimitError(SandboxError):
+    """A new sandbox would go past a configured limit; none was created.
+
+    Exit 1, as a run the secret scan blocks: the plan and flags are fine and nothing
+    ran; the same command succeeds once sandboxes end (or are killed) or the hour
+    passes. Exit 2 would tell a workflow its input is wrong, which it is not.
+    """
+
+    exit_code: ClassVar[int] = EXIT_RUN_INCOMPLETE
 
 
 class SandboxGoneError(SandboxError):

@@ -2,11 +2,17 @@
 
 Every problem is collected, with the line it is on, counted in the plan file, so
 that ``parse_plan`` can report them all at once.
+
+Hostile input stays cheap: front matter over 32 KiB or nested more than 64 deep
+never reaches YAML, a number written with more than 64 characters is never built,
+and every string handed on is text (no NUL, no lone surrogate).
 """
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import functools
 import ipaddress
 import math
 import re
@@ -35,6 +41,15 @@ _HOST_NAME: Final = re.compile(
 )
 _DRIVE: Final = re.compile(r"[A-Za-z]:")
 _SHORT: Final = 60
+# Limits that keep PyYAML fast on hostile input: its scanner is quadratic in the
+# depth of flow nesting, and it computes a sexagesimal integer (1:2:3) in time
+# quadratic in its length. Settings need neither.
+MAX_FRONT_MATTER_CHARS: Final = 32 * 1024
+_MAX_FLOW_DEPTH: Final = 64
+_MAX_NUMBER_CHARS: Final = 64
+# Larger numbers of minutes, dollars or turns are typos, and overflow later (seconds, argv).
+_MAX_NUMBER: Final = 10**9
+_NUMBER_TAGS: Final = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 class Problems:
@@ -65,7 +80,21 @@ class Problems:
 
 
 def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + _FRONT_LINE
+    return _mark_line(node.start_mark)
+
+
+def _mark_line(mark: yaml.Mark) -> int:
+    # YAML also ends lines at NEL, U+2028 and U+2029; the plan file ends them at "\n" only.
+    buffer = getattr(mark, "buffer", None)
+    if not isinstance(buffer, str):
+        return int(mark.line) + _FRONT_LINE
+    return bisect.bisect_left(_line_ends(buffer), mark.index) + _FRONT_LINE
+
+
+@functools.lru_cache(maxsize=4)
+def _line_ends(text: str) -> tuple[int, ...]:
+    """The index of every line break of ``text``, for counting lines by bisection."""
+    return tuple(match.start() for match in re.finditer("\n", text))
 
 
 def read_front_matter(front: str | None, problems: Problems) -> dict[str, Any]:
@@ -86,6 +115,10 @@ def read_front_matter(front: str | None, problems: Problems) -> dict[str, Any]:
 
 
 def _compose(front: str, problems: Problems) -> yaml.Node | None:
+    refusal = _size_problem(front)
+    if refusal is not None:
+        problems.add(_FRONT_LINE, refusal)
+        return None
     try:
         return yaml.compose(front, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -98,9 +131,27 @@ def _compose(front: str, problems: Problems) -> yaml.Node | None:
     return None
 
 
+def _size_problem(front: str) -> str | None:
+    """Say why the front matter is too big or too deep to hand to YAML, or None."""
+    if len(front) > MAX_FRONT_MATTER_CHARS:
+        return (
+            f"the front matter is over {MAX_FRONT_MATTER_CHARS // 1024} KiB: it holds settings;"
+            " write the task after the closing '---'"
+        )
+    depth = 0
+    for char in front:
+        if char in "[{":
+            depth += 1
+            if depth > _MAX_FLOW_DEPTH:
+                return "front matter is nested too deeply"
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return None
+
+
 def _error_line(exc: yaml.MarkedYAMLError) -> int:
     mark = exc.problem_mark or exc.context_mark
-    return mark.line + _FRONT_LINE if mark else 1
+    return _mark_line(mark) if mark else 1
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -188,6 +239,11 @@ def _suggest(word: str, choices: frozenset[str] | tuple[str, ...]) -> str | None
 
 
 def _construct(key: str, node: yaml.Node, problems: Problems) -> Any:
+    long_number = _long_number(node)
+    if long_number is not None:
+        message = f"{key}: a number of more than {_MAX_NUMBER_CHARS} characters is no setting"
+        problems.add(_line(long_number), message)
+        return _INVALID
     # A fresh constructor per value: a failed one keeps half-built state behind.
     constructor = yaml.SafeLoader("")
     try:
@@ -199,6 +255,25 @@ def _construct(key: str, node: yaml.Node, problems: Problems) -> Any:
     except Exception as exc:  # noqa: BLE001
         problems.add(_line(node), f"{key}: YAML cannot build this value ({type(exc).__name__})")
     return _INVALID
+
+
+def _long_number(root: yaml.Node) -> yaml.Node | None:
+    """The first number in ``root`` written with too many characters to build, if any."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:  # a loop, not recursion: aliases can make the tree a cycle
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag in _NUMBER_TAGS and len(node.value) > _MAX_NUMBER_CHARS:
+                return node
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(child for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
 
 
 # ---------------------------------------------------------------- values
@@ -272,12 +347,27 @@ def _positive_float(data: Any) -> float | None:
         number = float(data)
     except OverflowError:
         return None
-    return number if number > 0 and math.isfinite(number) else None
+    return number if 0 < number <= _MAX_NUMBER else None
+
+
+def _text_problem(text: str) -> str | None:
+    """Say why a string cannot be passed on as text (to git, a shell, an API), or None."""
+    if "\0" in text:
+        return "holds a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds U+{ord(text[exc.start]):04X}, a lone surrogate, which is not text"
+    return None
 
 
 def _string(value: _Value, problems: Problems) -> Any:
     if isinstance(value.data, str) and value.data.strip():
-        return value.data
+        problem = _text_problem(value.data)
+        if problem is None:
+            return value.data
+        problems.add(value.line, f"{value.key} {problem}")
+        return _INVALID
     message = value.expected("a non-empty string")
     if value.data is not None and not isinstance(value.data, str | list | dict):
         message += "; put it in quotes to use it as text"
@@ -293,9 +383,9 @@ def _boolean(value: _Value, problems: Problems) -> Any:
 
 
 def _positive_int(value: _Value, problems: Problems) -> Any:
-    if _is_number(value.data) and isinstance(value.data, int) and value.data > 0:
+    if _is_number(value.data) and isinstance(value.data, int) and 0 < value.data <= _MAX_NUMBER:
         return value.data
-    problems.add(value.line, value.expected("a positive whole number"))
+    problems.add(value.line, value.expected(_bounded("a positive whole number", value.data)))
     return _INVALID
 
 
@@ -303,11 +393,17 @@ def _positive_number(wanted: str) -> _Converter:
     def convert(value: _Value, problems: Problems) -> Any:
         number = _positive_float(value.data)
         if number is None:
-            problems.add(value.line, value.expected(wanted))
+            problems.add(value.line, value.expected(_bounded(wanted, value.data)))
             return _INVALID
         return number
 
     return convert
+
+
+def _bounded(wanted: str, data: Any) -> str:
+    """What a number must be, naming the upper bound when ``data`` is over it."""
+    over = _is_number(data) and _MAX_NUMBER < data < math.inf
+    return f"{wanted}, at most {_MAX_NUMBER}" if over else wanted
 
 
 def _secrets_policy(value: _Value, problems: Problems) -> Any:
@@ -332,7 +428,7 @@ def _warn_mark(value: _Value, index: int, problems: Problems) -> _Mark | None:
     item = value.data[index]
     minutes = _positive_float(item)
     if minutes is None:
-        wanted = f"a positive number of minutes, got {_describe(item)}"
+        wanted = f"{_bounded('a positive number of minutes', item)}, got {_describe(item)}"
         problems.add(value.item_line(index), f"{value.key}: each mark must be {wanted}")
         return None
     return _Mark(minutes=minutes, line=value.item_line(index))
@@ -361,9 +457,10 @@ def _string_list(
     def convert(value: _Value, problems: Problems) -> Any:
         data = value.data
         if comma and isinstance(data, str):
-            return tuple(part.strip() for part in data.split(",") if part.strip())
+            parts = [part.strip() for part in data.split(",") if part.strip()]
+            return _texts(value, parts, problems)
         if single and isinstance(data, str) and data.strip():
-            return (data,)
+            return _texts(value, [data], problems)
         if not isinstance(data, list):
             problems.add(value.line, value.expected("a list of strings"))
             return _INVALID
@@ -371,6 +468,15 @@ def _string_list(
         return tuple(item for item in items if item is not None) if all(items) else _INVALID
 
     return convert
+
+
+def _texts(value: _Value, items: list[str], problems: Problems) -> Any:
+    """The strings as a tuple, or a problem at the key's line if one is not text."""
+    problem = next((found for found in map(_text_problem, items) if found), None)
+    if problem is None:
+        return tuple(items)
+    problems.add(value.line, f"{value.key}: an item {problem}")
+    return _INVALID
 
 
 def _list_item(
@@ -381,7 +487,7 @@ def _list_item(
         message = f"{value.key}: each item must be a non-empty string, got {_describe(item)}"
         problems.add(value.item_line(index), message)
         return None
-    problem = check(item) if check else None
+    problem = _text_problem(item) or (check(item) if check else None)
     if problem:
         problems.add(value.item_line(index), f"{value.key}: {_short(item)} {problem}")
         return None
@@ -431,7 +537,12 @@ def _env_entry(
         problems.add(_line(value_node), "env: a variable needs a value; write '' for an empty one")
         return None
     # The text as written: YAML would turn 3.10 into 3.1 and 0755 into 493.
-    return (name, str(value_node.value)) if name else None
+    text = str(value_node.value)
+    problem = _text_problem(text)
+    if problem is not None:
+        problems.add(_line(value_node), f"env: the value {problem}")
+        return None
+    return (name, text) if name else None
 
 
 def _env_name(node: yaml.Node, problems: Problems) -> str | None:

@@ -1,4 +1,11 @@
-"""structlog setup: readable console lines on a TTY, JSON lines otherwise.
+"""structlog setup: JSON lines for machines, or records handed to a view for people.
+
+With a text view (see ``claude_e2b.view``) the log and the view share one output:
+the view shows what happens, and the log only adds warnings and errors (with
+``verbose``, everything) as short ``event key=value`` lines that the view prints
+its own way — above a terminal's live area, or as plain ``warning: …`` lines —
+so the two never garble each other. Without a view, the console renderer on a
+TTY and JSON lines otherwise, as before.
 
 Every event passes through a redaction processor that replaces the values of
 the run's own secrets with ``***`` wherever they appear, so a key that leaks into
@@ -9,13 +16,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
 MIN_SECRET_LENGTH = 8
 REDACTED = "***"
+# Receives each record for a text view: its level name and its rendered text.
+LogSink = Callable[[str, str], None]
 
 
 class Redactor:
@@ -62,9 +71,23 @@ def _redact_processor(
 
 
 def configure_logging(
-    *, json_lines: bool | None = None, verbose: bool = False, stream: TextIO | None = None
+    *,
+    json_lines: bool | None = None,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    sink: LogSink | None = None,
 ) -> None:
-    """Set up structlog for the CLI and the action; ``json_lines=None`` picks by TTY."""
+    """Set up structlog for the CLI and the action.
+
+    ``json_lines`` True: JSON lines on ``stream``. Otherwise, given a ``sink`` (a
+    text view's ``log_line``): warnings and errors — everything with ``verbose`` —
+    go to it as ``event key=value`` text. Otherwise the console renderer on
+    ``stream`` (``json_lines=None`` picks JSON when it is not a TTY).
+    """
+    if sink is not None and not json_lines:
+        level = logging.DEBUG if verbose else logging.WARNING
+        _configure(_render_for_view, level, _SinkLoggerFactory(sink), timestamps=False)
+        return
     out = stream or sys.stderr
     if json_lines is None:
         json_lines = not out.isatty()
@@ -73,21 +96,86 @@ def configure_logging(
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    level = logging.DEBUG if verbose else logging.INFO
+    _configure(renderer, level, structlog.PrintLoggerFactory(file=out), timestamps=True)
+
+
+def _configure(renderer: Any, level: int, factory: Any, *, timestamps: bool) -> None:
+    """Configure structlog: the shared processors (level, redaction, tracebacks), ``renderer``."""
+    stamp = [structlog.processors.TimeStamper(fmt="iso", utc=True)] if timestamps else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *stamp,
             _redact_processor,
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.INFO
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
+
+
+def _render_for_view(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """``event key=value …`` (a traceback on the lines after): no time, no level."""
+    event = event_dict.pop("event", "")
+    event_dict.pop("level", None)
+    trace = event_dict.pop("exception", None)
+    fields = " ".join(f"{key}={_field(value)}" for key, value in event_dict.items())
+    text = f"{event} {fields}" if fields else str(event)
+    return f"{text}\n{trace}" if trace else text
+
+
+def _field(value: Any) -> str:
+    """A value as it reads in ``key=value``: bare when it is one plain word, else quoted."""
+    if isinstance(value, str):
+        plain = value and not any(c.isspace() or c in "='\"" for c in value)
+        return value if plain else repr(value)
+    return str(value)
+
+
+class _SinkLogger:
+    """A structlog logger that hands each rendered record, with its level, to a sink."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+
+    def debug(self, message: str) -> None:
+        """A debug record."""
+        self._sink("debug", message)
+
+    def info(self, message: str) -> None:
+        """An info record."""
+        self._sink("info", message)
+
+    def warning(self, message: str) -> None:
+        """A warning."""
+        self._sink("warning", message)
+
+    def error(self, message: str) -> None:
+        """An error (``log.exception`` too)."""
+        self._sink("error", message)
+
+    def critical(self, message: str) -> None:
+        """A critical error, shown as an error."""
+        self._sink("error", message)
+
+    msg = info
+    warn = warning
+    exception = error
+    fatal = critical
+
+
+class _SinkLoggerFactory:
+    """Makes the one ``_SinkLogger`` of a sink for every named logger."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._logger = _SinkLogger(sink)
+
+    def __call__(self, *_args: Any) -> _SinkLogger:
+        return self._logger
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -18,18 +18,27 @@ created through the factory the caller hands in and is killed on every way out.
 from __future__ import annotations
 
 import contextlib
-import shlex
-import tempfile
+import functools
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from claude_e2b.agent.command import build_command
 from claude_e2b.agent.meter import UsageMeter
 from claude_e2b.agent.monitor import Progress
-from claude_e2b.agent.runner import AgentOutcome, ensure_claude, run_agent
-from claude_e2b.agent.watchdog import WatchdogConfig
+from claude_e2b.agent.runner import AgentOutcome, CostFunction, ensure_claude, run_agent
+from claude_e2b.agent.watchdog import Action, Heartbeat, WatchdogConfig
+from claude_e2b.cancel import Cancellation, RunAborted, RunCancelled
+from claude_e2b.collect import (
+    BASELINE_FILE,
+    KEPT_DIR,
+    CollectPolicy,
+    fetch_changes,
+    fetch_with_retries,
+)
 from claude_e2b.config import SANDBOX_REPO_DIR, SANDBOX_WORK_DIR, RunConfig
 from claude_e2b.cost import (
     CostReport,
@@ -40,7 +49,10 @@ from claude_e2b.cost import (
     load_prices,
     unpriced_models,
 )
-from claude_e2b.errors import ClaudeE2BError, SyncError
+from claude_e2b.errors import (
+    ClaudeE2BError,
+    SandboxError,
+)
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import get_logger
 from claude_e2b.result import (
@@ -58,21 +70,14 @@ from claude_e2b.sync.apply import (
     ApplyResult,
     apply_changes,
     git_ignored,
-    verify_archive,
-    write_capped,
 )
-from claude_e2b.sync.changes import (
-    Changeset,
-    detect_script,
-    pack_script,
-    parse_detect_output,
-    parse_pack_output,
-)
+from claude_e2b.sync.changes import Changeset
 from claude_e2b.sync.screen import ContentCheck, screen
 from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
-from claude_e2b.sync.upload import stat_cache_path, upload_repository
+from claude_e2b.sync.upload import upload_repository
 from claude_e2b.tasks import count_tasks
+from claude_e2b.view import NullView, RunView
 
 SessionFactory = Callable[[SandboxSpec], SandboxSession]
 STEP_TIMEOUT_S = 600.0
@@ -84,13 +89,29 @@ log = get_logger(__name__)
 # ── What the steps return ──────────────────────────────────────────────────────
 
 
+Journal = Callable[..., None]
+
+
+def _no_journal(**_fields: object) -> None:
+    """Where facts learned during a run go when nobody records them."""
+
+
 @dataclass(frozen=True)
 class RunTools:
-    """What every step of one run may use: the Actions log, the secret scanner, the prices."""
+    """What every step of one run may use.
+
+    The Actions log, the secret scanner, the prices; the cancel request; and a
+    journal that is told facts as they become known (``sandbox_id``,
+    ``sandbox_end_at``, ``baseline``: the run history records them).
+    """
 
     workflow: Workflow
     scanner: SecretScanner
     prices: PriceTable
+    cancel: Cancellation = field(default_factory=Cancellation)
+    journal: Journal = _no_journal
+    view: RunView = field(default_factory=NullView)
+    collect: CollectPolicy = field(default_factory=CollectPolicy)
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,8 @@ class SandboxWork:
     seconds: Mapping[str, float] = field(default_factory=dict)
     sandbox_id: str = ""
     sandbox_seconds: float = 0.0
+    kept_until: str = ""  # the sandbox was left running (its work could not be fetched)
+    cancelled: str = ""  # what cancelled the run ("" if nothing did)
 
 
 # ── Before the sandbox ─────────────────────────────────────────────────────────
@@ -197,11 +220,17 @@ def plan_path_in_repo(config: RunConfig) -> str | None:
 # ── In the sandbox ─────────────────────────────────────────────────────────────
 
 
-def upload_step(session: SandboxSession, selection: Selection) -> str:
+def upload_step(session: SandboxSession, selection: Selection, view: RunView) -> str:
     """Send the selection up and commit it there; returns the baseline commit."""
-    return upload_repository(
-        session, selection, repo_dir=SANDBOX_REPO_DIR, work_dir=SANDBOX_WORK_DIR
-    ).baseline
+    with view.transfer("Uploading", None) as transfer:
+        return upload_repository(
+            session,
+            selection,
+            repo_dir=SANDBOX_REPO_DIR,
+            work_dir=SANDBOX_WORK_DIR,
+            on_sent=transfer.advance,
+            on_total=transfer.set_total,
+        ).baseline
 
 
 def _stream_to_log(prefix: str) -> Callable[[str], None]:
@@ -213,8 +242,15 @@ def _stream_to_log(prefix: str) -> Callable[[str], None]:
     return emit
 
 
-def setup_step(session: SandboxSession, commands: tuple[str, ...]) -> str:
+def setup_step(session: SandboxSession, commands: tuple[str, ...], view: RunView) -> str:
     """Run the plan's setup commands; returns why the first failure stops the run ("" if none)."""
+    if not commands:
+        return ""
+    with view.step("Setup"):
+        return _run_setup(session, commands)
+
+
+def _run_setup(session: SandboxSession, commands: tuple[str, ...]) -> str:
     for command in commands:
         log.info("setup.run", command=command)
         out = session.run(
@@ -249,10 +285,12 @@ def watchdog_config(config: RunConfig) -> WatchdogConfig:
     )
 
 
-def agent_step(
-    session: SandboxSession, config: RunConfig, workflow: Workflow, prices: PriceTable
-) -> AgentRun:
-    """Run Claude Code on the plan under the watchdog, following its progress live."""
+def agent_step(session: SandboxSession, config: RunConfig, tools: RunTools) -> AgentRun:
+    """Run Claude Code on the plan under the watchdog, following its progress live.
+
+    A cancel request stops it like its time limit does, with a short grace.
+    """
+    workflow, prices = tools.workflow, tools.prices
     claude_bin = "claude"
     ensure_claude(session, claude_bin)
     command = build_command(
@@ -265,9 +303,14 @@ def agent_step(
         budget_usd=config.budget_usd,
     )
     cost_of = running_cost(prices)
-    progress = Progress(workflow, cost_of, SANDBOX_REPO_DIR)
-    workflow.group("Claude Code")
-    try:
+    progress = Progress(
+        workflow,
+        cost_of,
+        SANDBOX_REPO_DIR,
+        view=tools.view,
+        limit_s=config.timeout_minutes * 60,
+    )
+    with tools.view.step("Agent"):
         outcome = run_agent(
             session,
             command,
@@ -276,12 +319,24 @@ def agent_step(
             transcript_path=config.output_dir / "transcript.jsonl",
             limits=watchdog_config(config),
             on_event=progress.on_event,
-            on_action=progress.on_action,
+            on_action=_journal_cost(progress.on_action, tools.journal, cost_of),
             cost_of=cost_of,
+            cancel=tools.cancel.requested,
         )
-    finally:
-        workflow.end_group()
     return AgentRun(outcome, tuple(progress.warnings))
+
+
+def _journal_cost(
+    on_action: Callable[[Action, AgentOutcome], None], journal: Journal, cost_of: CostFunction
+) -> Callable[[Action, AgentOutcome], None]:
+    """``on_action``, and on each heartbeat the cost so far into the journal (``list``)."""
+
+    def act(action: Action, outcome: AgentOutcome) -> None:
+        on_action(action, outcome)
+        if isinstance(action, Heartbeat):
+            journal(claude_usd=round(cost_of(outcome.meter), 6))
+
+    return act
 
 
 def verify_step(session: SandboxSession, command: str | None) -> VerifyInfo | None:
@@ -290,40 +345,6 @@ def verify_step(session: SandboxSession, command: str | None) -> VerifyInfo | No
         return None
     out = session.run(command, timeout=STEP_TIMEOUT_S, cwd=SANDBOX_REPO_DIR)
     return VerifyInfo(command, out.exit_code, (out.stdout + out.stderr)[-OUTPUT_TAIL:])
-
-
-def detect_step(session: SandboxSession, baseline: str) -> Changeset:
-    """What changed since the baseline commit, found with git plumbing in the sandbox."""
-    out_path = f"{SANDBOX_WORK_DIR}/changes.bin"
-    script = detect_script(SANDBOX_REPO_DIR, baseline, stat_cache_path(SANDBOX_WORK_DIR))
-    done = session.run(
-        f"bash -c {shlex.quote(script)} > {shlex.quote(out_path)}", timeout=STEP_TIMEOUT_S
-    )
-    if not done.ok:
-        raise SyncError(f"could not list the changes in the sandbox: {done.stderr[-2000:]}")
-    return parse_detect_output(session.read_bytes(out_path))
-
-
-def download_step(
-    session: SandboxSession, changeset: Changeset, into: Path, limit: int
-) -> Path | None:
-    """Pack the changed files into one archive in the sandbox; returns it downloaded, verified.
-
-    Raises UnsafeChangeError when the archive is over ``limit`` bytes (never read into memory).
-    """
-    if not changeset.pack_paths():
-        return None
-    archive = f"{SANDBOX_WORK_DIR}/changes.tar.zst"
-    job = pack_script(SANDBOX_REPO_DIR, changeset, archive)
-    session.write_file(job.list_path, job.list_content)
-    done = session.run(f"bash -c {shlex.quote(job.script)}", timeout=STEP_TIMEOUT_S)
-    if not done.ok:
-        raise SyncError(f"could not pack the changes in the sandbox: {done.stderr[-2000:]}")
-    packed = parse_pack_output(done.stdout.encode())
-    local = into / "changes.archive"
-    write_capped(session.read_stream(archive), local, limit)
-    verify_archive(local, packed)
-    return local
 
 
 def apply_policy(config: RunConfig, selection: Selection, scanner: SecretScanner) -> ApplyPolicy:
@@ -353,13 +374,35 @@ def apply_step(
 
 
 def collect_step(
-    session: SandboxSession, config: RunConfig, baseline: str, policy: ApplyPolicy
+    session: SandboxSession,
+    config: RunConfig,
+    baseline: str,
+    policy: ApplyPolicy,
+    *,
+    deadline_s: float,
+    retry: CollectPolicy,
+    view: RunView,
 ) -> Collected:
-    """Bring back what the agent did: detect, download, apply."""
-    changeset = detect_step(session, baseline)
-    with tempfile.TemporaryDirectory(prefix="claude-e2b-changes-") as tmp:
-        archive = download_step(session, changeset, Path(tmp), policy.max_archive_bytes)
-        return Collected(changeset, apply_step(config, changeset, archive, policy))
+    """Bring back what the agent did: detect and download (retried), then apply once.
+
+    A copy of what was fetched stays in the run's output directory, so that
+    ``claude-e2b download RUN_ID`` can hand it out again after the sandbox is gone.
+    """
+    fetch = functools.partial(
+        fetch_changes,
+        session,
+        baseline,
+        config.output_dir / KEPT_DIR,
+        policy.max_archive_bytes,
+        view=view,
+    )
+    fetched = fetch_with_retries(session, fetch, deadline_s, retry)
+    applied = apply_step(config, fetched.changeset, fetched.archive, policy)
+    if applied.refused_secrets:
+        # The kept copy would keep the secret on disk, for any later download to hand out.
+        shutil.rmtree(config.output_dir / KEPT_DIR, ignore_errors=True)
+        log.warning("collect.copy_discarded", reason="a change held a secret")
+    return Collected(fetched.changeset, applied)
 
 
 class _Laps:
@@ -378,39 +421,133 @@ class _Laps:
 
 
 def work_in_sandbox(
-    session: SandboxSession, config: RunConfig, selection: Selection, tools: RunTools
+    session: SandboxSession,
+    config: RunConfig,
+    selection: Selection,
+    tools: RunTools,
 ) -> SandboxWork:
-    """Upload, setup, agent, verify, collect; a known error ends the work, keeping the rest."""
+    """Upload, setup, agent, verify, collect; a known error ends the work, keeping the rest.
+
+    A cancel before the agent starts ends the work at once (nothing to keep); during
+    the agent it stops the agent, skips verify and collects the partial work quickly.
+    When the agent's work cannot be fetched but the sandbox lives, it is left running
+    (``kept_until``) so that ``claude-e2b download`` can fetch it later.
+    """
+    retry = tools.collect
+    cancel = tools.cancel
     laps = _Laps()
     agent: AgentRun | None = None
     verify: VerifyInfo | None = None
+    baseline = ""
     try:
-        with laps("upload_s"):
-            baseline = upload_step(session, selection)
-        failure = setup_step(session, config.setup)
+        with cancel.interruptible():
+            with laps("upload_s"):
+                baseline = upload_step(session, selection, tools.view)
+            session.write_file(BASELINE_FILE, baseline.encode())
+            tools.journal(baseline=baseline)
+            failure = setup_step(session, config.setup, tools.view)
         if failure:
             return SandboxWork(error=failure, seconds=laps.seconds)
         with laps("agent_s"):
-            agent = agent_step(session, config, tools.workflow, tools.prices)
-        verify = verify_step(session, config.verify)
+            agent = agent_step(session, config, tools)
+        verify = _verify_unless_cancelled(session, config.verify, tools)
         with laps("download_s"):
             policy = apply_policy(config, selection, tools.scanner)
-            collected = collect_step(session, config, baseline, policy)
+            deadline = retry.cancelled_deadline_s if cancel.is_set else retry.deadline_s
+            with tools.view.step("Collecting the changes"):
+                collected = collect_step(
+                    session,
+                    config,
+                    baseline,
+                    policy,
+                    deadline_s=deadline,
+                    retry=retry,
+                    view=tools.view,
+                )
+    except RunCancelled:
+        return SandboxWork(agent, verify, seconds=laps.seconds, cancelled=cancel.message())
+    except RunAborted:
+        return SandboxWork(
+            agent, verify, error=ABORTED, seconds=laps.seconds, cancelled=cancel.message()
+        )
     except ClaudeE2BError as exc:
         log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
-        return SandboxWork(agent, verify, error=str(exc), seconds=laps.seconds)
-    return SandboxWork(agent, verify, collected, seconds=laps.seconds)
+        kept = _keep_for_download(session, config) if agent and not cancel.is_set else ""
+        error = _kept_message(str(exc), session, config, kept) if kept else str(exc)
+        return SandboxWork(
+            agent,
+            verify,
+            error=error,
+            seconds=laps.seconds,
+            kept_until=kept,
+            cancelled=cancel.message() if cancel.is_set else "",
+        )
+    cancelled = cancel.message() if cancel.is_set else ""
+    return SandboxWork(agent, verify, collected, seconds=laps.seconds, cancelled=cancelled)
+
+
+ABORTED = (
+    "a second signal ended the run at once: the sandbox was killed before its work was collected"
+)
+
+
+def _verify_unless_cancelled(
+    session: SandboxSession, command: str | None, tools: RunTools
+) -> VerifyInfo | None:
+    """The verify step, skipped after a cancel and cut short by one (collect comes first)."""
+    cancel = tools.cancel
+    if cancel.is_set or not command:
+        return None
+    try:
+        with cancel.interruptible(), tools.view.step("Verifying"):
+            return verify_step(session, command)
+    except RunCancelled:
+        return None
+
+
+def sandbox_end_at(session: SandboxSession) -> datetime:
+    """When the sandbox's lifetime ends (UTC), counted from its creation."""
+    left = session.spec.lifetime_s - session.alive_seconds
+    return datetime.now(UTC) + timedelta(seconds=max(left, 0.0))
+
+
+def _keep_for_download(session: SandboxSession, config: RunConfig) -> str:
+    """Leave the sandbox running for a later download; its end time, or "" if it is gone."""
+    try:
+        if not session.is_alive():
+            return ""
+        session.keep_alive()
+    except SandboxError as exc:
+        log.warning("sandbox.keep_failed", error=str(exc), run_id=config.run_id)
+        return ""
+    return sandbox_end_at(session).isoformat(timespec="seconds")
+
+
+def _kept_message(error: str, session: SandboxSession, config: RunConfig, until: str) -> str:
+    return (
+        f"{error}\nThe agent's work is still in sandbox {session.sandbox_id}, left running "
+        f"until {until}: fetch it with `claude-e2b download {config.run_id} --apply` "
+        f"(or `--output DIR`), then end it with `claude-e2b kill {config.run_id}`."
+    )
 
 
 def sandbox_step(
     config: RunConfig, open_sandbox: SessionFactory, selection: Selection, tools: RunTools
 ) -> SandboxWork:
-    """Open the sandbox, do the work in it, and kill it whatever happens."""
-    session = open_sandbox(sandbox_spec(config))
+    """Open the sandbox, do the work in it, and kill it (unless it was kept for a download)."""
+    tools.cancel.check()
+    with tools.view.step(f"Starting the {config.backend} sandbox"):
+        session = open_sandbox(sandbox_spec(config))
+    tools.journal(
+        sandbox_id=session.sandbox_id,
+        sandbox_end_at=sandbox_end_at(session).isoformat(timespec="seconds"),
+    )
+    work = SandboxWork()
     try:
         work = work_in_sandbox(session, config, selection, tools)
     finally:
-        session.kill()
+        if not work.kept_until:
+            session.kill()
     return replace(work, sandbox_id=session.sandbox_id, sandbox_seconds=session.alive_seconds)
 
 
@@ -418,19 +555,52 @@ def sandbox_step(
 
 
 def run_pipeline(
-    config: RunConfig, open_sandbox: SessionFactory, workflow: Workflow | None = None
+    config: RunConfig,
+    open_sandbox: SessionFactory,
+    workflow: Workflow | None = None,
+    *,
+    cancel: Cancellation | None = None,
+    journal: Journal | None = None,
+    view: RunView | None = None,
+    collect: CollectPolicy | None = None,
 ) -> RunResult:
-    """Run one plan end to end and return its result; the sandbox never outlives it."""
+    """Run one plan end to end and return its result; the sandbox never outlives it.
+
+    (Except when the agent's work could not be fetched: then the sandbox is left to
+    its lifetime for ``claude-e2b download``, and the result's message says so.)
+    """
     started = time.monotonic()
     tools = RunTools(
-        workflow or Workflow(), SecretScanner(config.credentials.secret_values()), load_prices()
+        workflow or Workflow(),
+        SecretScanner(config.credentials.secret_values()),
+        load_prices(),
+        cancel or Cancellation(),
+        journal or _no_journal,
+        view or NullView(),
+        collect or CollectPolicy(),
     )
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    screened = screen_step(config, select_step(config), tools.scanner)
+    screened = Screened(_nothing_selected(config))
     work = SandboxWork()
-    if not screened.blocked:
-        work = sandbox_step(config, open_sandbox, screened.selection, tools)
+    try:
+        with tools.cancel.interruptible():
+            with tools.view.step("Selecting files"):
+                selection = select_step(config)
+            with tools.view.step("Scanning for secrets"):
+                screened = screen_step(config, selection, tools.scanner)
+            for warning in screened.warnings:
+                tools.view.warning(warning)
+        if not screened.blocked:
+            work = sandbox_step(config, open_sandbox, screened.selection, tools)
+    except RunCancelled:
+        work = replace(work, cancelled=tools.cancel.message())
+    except RunAborted:
+        work = replace(work, error=ABORTED, cancelled=tools.cancel.message())
     return build_result(config, screened, work, tools.prices, started)
+
+
+def _nothing_selected(config: RunConfig) -> Selection:
+    return Selection(config.repo_dir, (), (), (), ())
 
 
 # ── What the run reports ───────────────────────────────────────────────────────
@@ -441,13 +611,27 @@ def run_status(screened: Screened, work: SandboxWork) -> Status:
 
     The verify command's result does not change the status: it is reported beside it.
     """
-    agent = work.agent.outcome if work.agent else None
     if screened.blocked:
         return "blocked"
+    if work.cancelled:
+        return "cancelled"
+    return _work_status(work)
+
+
+_STOPPED_STATUS: Mapping[str, Status] = {
+    "timeout": "timed_out",
+    "budget": "budget_exceeded",
+    "cancelled": "cancelled",
+}
+
+
+def _work_status(work: SandboxWork) -> Status:
+    """The status of sandbox work that was neither blocked nor cancelled."""
+    agent = work.agent.outcome if work.agent else None
     if work.error or agent is None:
         return "failed"
     if agent.stopped is not None:
-        return "timed_out" if agent.stopped.reason == "timeout" else "budget_exceeded"
+        return _STOPPED_STATUS[agent.stopped.reason]
     result = agent.result
     if result is not None and result.subtype == "error_max_budget_usd":
         return "budget_exceeded"
@@ -468,6 +652,18 @@ def _agent_problem(agent: AgentOutcome | None) -> str:
     if agent.result.is_error:
         return f"the agent ended with {agent.result.subtype}: {agent.result.result_text[:500]}"
     return ""
+
+
+def _cancel_message(work: SandboxWork) -> str:
+    """What a cancel did to the run, in words; empty when it was not cancelled."""
+    if not work.cancelled:
+        return ""
+    if work.error:
+        return f"{work.cancelled}: {work.error}"
+    if work.agent is None:
+        return f"{work.cancelled} before the agent started; nothing was changed"
+    applied = len(work.collected.applied.applied) if work.collected else 0
+    return f"{work.cancelled}: the agent was stopped; {applied} file(s) of its work were applied"
 
 
 def cost_report(
@@ -552,5 +748,5 @@ def build_result(
             download_s=work.seconds.get("download_s", 0.0),
         ),
         warnings=(*screened.warnings, *agent_warnings, *cost_warnings(cost)),
-        message=screened.blocked or work.error or _agent_problem(agent),
+        message=screened.blocked or _cancel_message(work) or work.error or _agent_problem(agent),
     )

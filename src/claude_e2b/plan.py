@@ -2,7 +2,8 @@
 
 ``parse_plan`` checks everything it can before giving up and raises one
 ``PlanError`` listing every problem as ``PATH:LINE: message``, LINE counted in the
-plan file itself (front matter included) so that an editor can jump to it.
+plan file itself (front matter included) so that an editor can jump to it. A plan
+file over 1 MiB, or one holding a NUL byte, is refused before anything else.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from claude_e2b.tasks import TaskCount, count_tasks, first_heading
 
 _BOM: Final = "\ufeff"
 _DELIMITER: Final = "---"
+# Far more than Claude reads at once; a bigger file is not a plan (or is /dev/zero).
+MAX_PLAN_BYTES: Final = 2**20
 _NO_TASKS: Final = TaskCount(done=0, total=0)
 
 
@@ -76,7 +79,13 @@ def check_plan_file(path: Path) -> list[str]:
 def parse_plan(text: str, path: Path) -> Plan:
     """Parse a plan's text; raises PlanError listing every problem found, not just the first."""
     problems = Problems(path)
-    split = _split(_normalize(text), problems)
+    text = _normalize(text)
+    nul = text.find("\0")
+    if nul >= 0:
+        # A NUL means a binary file, and no NUL may reach git, a shell or an API.
+        problems.add(text.count("\n", 0, nul) + 1, "holds a NUL character: a plan is text")
+        raise problems.error()
+    split = _split(text, problems)
     if split is None:
         # Nothing after an unclosed front matter can be told apart from it.
         raise problems.error()
@@ -98,13 +107,17 @@ def parse_plan(text: str, path: Path) -> Plan:
 
 def _read_text(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as source:
+            data = source.read(MAX_PLAN_BYTES + 1)
     except FileNotFoundError:
         raise PlanError([f"{path}:1: plan file not found"]) from None
     except IsADirectoryError:
         raise PlanError([f"{path}:1: is a directory, not a plan file"]) from None
     except OSError as exc:
         raise PlanError([f"{path}:1: cannot read the plan file: {exc.strerror or exc}"]) from exc
+    if len(data) > MAX_PLAN_BYTES:
+        size = f"{MAX_PLAN_BYTES // 2**20} MiB"
+        raise PlanError([f"{path}:1: the plan file is too large (over {size}): a plan is a task"])
     return _decode(data, path)
 
 

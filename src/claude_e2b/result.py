@@ -11,8 +11,11 @@ from typing import Any, Literal
 from claude_e2b.log import REDACTOR
 
 SCHEMA = 1
-Status = Literal["completed", "no_changes", "timed_out", "budget_exceeded", "failed", "blocked"]
+Status = Literal[
+    "completed", "no_changes", "timed_out", "budget_exceeded", "failed", "blocked", "cancelled"
+]
 INCOMPLETE: frozenset[str] = frozenset({"timed_out", "budget_exceeded", "failed", "blocked"})
+EXIT_CANCELLED = 130
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """The CLI contract: 0 completed or no_changes, 1 otherwise."""
+        """The CLI contract: 0 completed or no_changes, 130 cancelled, 1 otherwise."""
+        if self.status == "cancelled":
+            return EXIT_CANCELLED
         return 1 if self.status in INCOMPLETE else 0
 
 

@@ -21,6 +21,7 @@ def cli_env(tmp_path: Path, claude_bin: Path) -> dict[str, str]:
     env.update(
         CLAUDE_E2B_CLAUDE_BIN=str(claude_bin),
         CLAUDE_E2B_STATE_DIR=str(tmp_path / "state"),
+        CLAUDE_E2B_DB=str(tmp_path / "history.sqlite3"),
         ANTHROPIC_API_KEY=CANARY_KEY,
     )
     return env

@@ -43,14 +43,15 @@ def test_hard_limit_warns_stops_and_keeps_partial_work(tmp_path, cli_env):
     assert 1 <= len(ticks) < 60
     assert {"path": "ticks.txt", "status": "added"}.items() <= result["changes"][0].items()
 
-    annotations = [line for line in done.stdout.splitlines() if line.startswith("::warning")]
+    # The view writes to stderr; the runner reads workflow commands there too.
+    annotations = [line for line in done.stderr.splitlines() if line.startswith("::warning")]
     assert len(annotations) == 3
     assert "3 s of its 12 s limit" in annotations[0]
     assert "6 s of its 12 s limit" in annotations[1]
     assert "time limit" in annotations[2]
     assert result["warnings"][:3] == [a.split("::", 2)[2] for a in annotations]
-    assert "::group::Claude Code" in done.stdout
-    assert "::endgroup::" in done.stdout
+    assert "::group::Agent" in done.stderr
+    assert "::endgroup::" in done.stderr
     # Claude Code ended on SIGINT with its own result: the cost is exact, not estimated.
     assert result["cost"]["claude_usd"] > 0
     assert result["agent"]["session_id"]

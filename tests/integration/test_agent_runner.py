@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from claude_e2b.agent.command import AgentCommand, build_command
 from claude_e2b.agent.meter import UsageMeter
-from claude_e2b.agent.runner import AgentOutcome, run_agent
+from claude_e2b.agent.runner import KEPT_STREAM_KINDS, AgentOutcome, run_agent
 from claude_e2b.agent.watchdog import Action, Stop, TimeWarning, WatchdogConfig
 from claude_e2b.cost import cost_from_streamed_usage, load_prices
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
@@ -156,15 +158,91 @@ def test_agent_ignoring_sigint_is_killed_after_grace(session, tmp_path, api_port
     assert live_processes(session, "sleep") == []
 
 
-def test_dropped_stream_is_reattached(session, tmp_path, api_port):
-    """When the local server drops the output stream, the runner re-attaches; work goes on."""
+def kept(raw_line: str) -> bool:
+    """Whether the transcript keeps this line of Claude Code's output (see KEPT_STREAM_KINDS)."""
+    if not raw_line.strip():
+        return False
+    data = json.loads(raw_line)
+    return data["type"] != "stream_event" or data["event"]["type"] in KEPT_STREAM_KINDS
+
+
+def test_dropped_streams_lose_and_repeat_no_line(session, tmp_path, api_port):
+    """The output stream cut four times: the transcript is what Claude Code printed, exactly.
+
+    What it printed is its output file in the sandbox, written without any network
+    in between: the undisturbed run.
+    """
     assert session.localbox is not None
-    set_faults(session.localbox, drop_output_after_bytes=4000)
+    # The first stream that can drop is the launcher's, which prints nothing: three
+    # readers are cut, the fourth and fifth go on (each starts where the last stopped).
+    set_faults(session.localbox, drop_output_after_bytes=3000, drop_output_count=4)
     with scripted(SCENARIOS / "add_edit_delete.yaml", api_port) as api:
         outcome, _actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
-    assert outcome.reconnects == 1
+    assert outcome.reconnects == 3
+    assert outcome.broken_lines == 0
+    assert (outcome.exit_code, outcome.stream_error) == (0, "")
+    assert outcome.result is not None
+    assert outcome.result.subtype == "success"
+    printed = session.read_bytes(outcome.output_path).decode()
+    transcript = (tmp_path / "transcript.jsonl").read_text()
+    assert transcript.splitlines() == [line for line in printed.splitlines() if kept(line)]
+    assert len(printed) > 4 * 3000
     assert session.exists(f"{REPO}/hello.py")
-    assert not session.exists(f"{REPO}/obsolete.txt")
+
+
+def test_cancel_stops_the_agent_at_once_and_keeps_its_work(session, tmp_path, api_port):
+    """A cancel from another thread: SIGINT, a short grace, the agent gone in seconds."""
+    cancel = threading.Event()
+    cancelled_at: list[float] = []
+
+    def fire() -> None:
+        cancelled_at.append(time.monotonic())
+        cancel.set()
+
+    timer = threading.Timer(4.0, fire)
+    actions: list[Action] = []
+    session.make_dir("/tmp/claude-e2b")
+    with scripted(SCENARIOS / "slow.yaml", api_port) as api:
+        timer.start()
+        outcome = run_agent(
+            session,
+            _command(),
+            prompt=PROMPT,
+            env={"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": api.url},
+            transcript_path=tmp_path / "transcript.jsonl",
+            limits=WatchdogConfig(hard_limit_s=120, grace_s=30),
+            on_event=lambda _e: None,
+            on_action=lambda a, _o: actions.append(a),
+            cost_of=running_cost,
+            cancel=cancel,
+            cancel_grace_s=2.0,
+        )
+        stopped_after = time.monotonic() - cancelled_at[0]
+    assert outcome.stopped is not None
+    assert outcome.stopped.reason == "cancelled"
+    assert actions == [outcome.stopped]
+    assert "cancelled" in outcome.stopped.message()
+    # The lead's budget from SIGINT to collectable work is ~3 s; this only catches hangs.
+    assert stopped_after < 8.0, stopped_after
+    assert session.read_bytes(f"{REPO}/ticks.txt").decode().split()
+    assert _no_agent_left(session)
+
+
+def test_a_sandbox_killed_mid_run_ends_the_agent_run(session, tmp_path, api_port):
+    """The sandbox dies under a running agent: run_agent returns, saying the stream is gone."""
+    assert session.localbox is not None
+    with scripted(SCENARIOS / "slow.yaml", api_port) as api:
+        threading.Timer(3.0, set_faults, (session.localbox,), {"kill_after_s": 0.1}).start()
+        outcome, actions = _run(session, api, tmp_path, WatchdogConfig(hard_limit_s=120))
+    assert actions == []
+    assert outcome.stopped is None
+    assert outcome.exit_code is None
+    assert outcome.stream_error
+    assert outcome.turns >= 1
+    deadline = time.monotonic() + 20
+    while session.localbox.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not session.is_alive()
 
 
 def test_broken_lines_are_skipped_and_counted(session, tmp_path, api_port):

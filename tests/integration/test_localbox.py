@@ -20,6 +20,7 @@ from e2b import Sandbox
 from e2b.exceptions import (
     FileNotFoundException,
     InvalidArgumentException,
+    NotEnoughSpaceException,
     SandboxException,
 )
 from e2b.sandbox.commands.command_handle import CommandExitException
@@ -489,6 +490,64 @@ def test_fault_unhealthy(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None
     assert sdk_sandbox.is_running() is True
     set_faults(localbox, unhealthy=True)
     assert sdk_sandbox.is_running() is False
+
+
+def test_fault_download_errors(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """Coming file reads get the listed statuses, one each, only where the glob matches."""
+    sdk_sandbox.files.write("/home/user/wanted.txt", "content")
+    set_faults(localbox, download_errors=[500, 503], download_error_glob="*/wanted.txt")
+    sdk_sandbox.files.write("/home/user/other.txt", "other")
+    assert sdk_sandbox.files.read("/home/user/other.txt") == "other"
+    with pytest.raises(SandboxException, match="500"):
+        sdk_sandbox.files.read("/home/user/wanted.txt")
+    with pytest.raises(SandboxException, match="503"):
+        sdk_sandbox.files.read("/home/user/wanted.txt")
+    assert sdk_sandbox.files.read("/home/user/wanted.txt") == "content"
+
+
+def test_fault_upload_statuses_and_disk_full(
+    sdk_sandbox: Sandbox, localbox: LocalBoxHandle
+) -> None:
+    """upload_error_status answers its statuses in turn; a full disk answers envd's 507."""
+    set_faults(localbox, upload_error_status=[503], disk_full_glob="/home/user/full/*")
+    with pytest.raises(SandboxException, match="503"):
+        sdk_sandbox.files.write("/home/user/a.txt", "a")
+    sdk_sandbox.files.write("/home/user/a.txt", "a")
+    with pytest.raises(NotEnoughSpaceException, match="not enough disk space"):
+        sdk_sandbox.files.write("/home/user/full/b.txt", "b")
+    with pytest.raises(NotEnoughSpaceException):
+        sdk_sandbox.files.write("/home/user/full/b.txt", "b")
+
+
+def test_fault_dropped_download(sdk_sandbox: Sandbox, localbox: LocalBoxHandle) -> None:
+    """The next download is cut after the given bytes; the one after is whole."""
+    data = os.urandom(2 * MB)
+    sdk_sandbox.files.write("/home/user/big.bin", data)
+    set_faults(localbox, drop_download_after_bytes=MB // 2)
+    with pytest.raises(httpx.TransportError):
+        b"".join(sdk_sandbox.files.read("/home/user/big.bin", format="stream"))
+    assert bytes(sdk_sandbox.files.read("/home/user/big.bin", format="bytes")) == data
+
+
+def test_fault_kill_after(
+    sdk_sandbox: Sandbox, localbox: LocalBoxHandle, localbox_registry: Path
+) -> None:
+    """kill_after_s ends the sandbox as E2B's kill does: processes, root and server gone."""
+    handle = sdk_sandbox.commands.run("sleep 60", background=True)
+    set_faults(localbox, kill_after_s=0.3)
+    assert wait_until(lambda: not localbox.running)
+    with pytest.raises(CommandExitException):
+        handle.wait()
+    assert not localbox.root.exists()
+    assert list_localboxes(localbox_registry) == []
+
+
+def test_fault_values_are_checked(localbox: LocalBoxHandle) -> None:
+    """A status list must hold HTTP error statuses; a bad one is a 400."""
+    for bad in ([200], "500", [True], [600]):
+        answer = localbox.call("POST", "/localbox/faults", {"download_errors": bad})
+        assert answer.status_code == 400, bad
+    assert set_faults(localbox)["download_errors"] == []
 
 
 def test_faults_given_at_start_and_rejected_when_unknown(localbox_host: LocalBoxHost) -> None:

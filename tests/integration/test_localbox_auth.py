@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from e2b import Sandbox, SandboxQuery
-from e2b.exceptions import AuthenticationException
+from e2b.exceptions import AuthenticationException, SandboxNotFoundException
 
 from claude_e2b.sandbox.localbox import LocalBoxHandle, LocalBoxOptions, start_localbox
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
@@ -52,6 +52,7 @@ def routes(sandbox_id: str, marker: Path) -> list[tuple[str, str, dict[str, str]
         ("GET", "/v2/sandboxes", {}, b""),
         ("GET", f"/sandboxes/{sandbox_id}", {}, b""),
         ("POST", f"/sandboxes/{sandbox_id}/timeout", plain, b'{"timeout": 1}'),
+        ("POST", f"/v2/sandboxes/{sandbox_id}/connect", plain, b'{"timeout": 1}'),
         ("DELETE", f"/sandboxes/{sandbox_id}", {}, b""),
         ("GET", "/localbox/info", {}, b""),
         ("POST", "/localbox/faults", plain, b'{"unhealthy": true}'),
@@ -199,7 +200,8 @@ def descendants(pid: int) -> list[int]:
 def test_secrets_stay_off_argv_environment_registry_and_repr(
     box: LocalBoxHandle, localbox_registry: Path
 ) -> None:
-    """Neither secret is on a command line, in an environment, in the registry, or in a repr."""
+    """Neither secret is on a command line, in an environment or a repr; the registry's
+    owner-only entry holds the API key (for the user's other commands), never the token."""
     keys = (box.api_key.encode(), box.access_token.encode())
     assert all(len(key) >= 40 for key in keys)
     for pid in (box.pid, *descendants(box.pid)):
@@ -208,7 +210,8 @@ def test_secrets_stay_off_argv_environment_registry_and_repr(
             assert not any(key in found for key in keys), (pid, part)
     entries = list(localbox_registry.iterdir())
     assert len(entries) == 1
-    assert not any(key in entries[0].read_bytes() for key in keys)
+    assert json.loads(entries[0].read_bytes())["api_key"] == box.api_key
+    assert box.access_token.encode() not in entries[0].read_bytes()
     assert localbox_registry.stat().st_mode & 0o777 == 0o700
     assert entries[0].stat().st_mode & 0o777 == 0o600
     assert not any(key.decode() in repr(box) for key in keys)
@@ -236,6 +239,18 @@ def test_sdk_create_info_list_timeout_and_kill(box: LocalBoxHandle) -> None:
         time.sleep(0.05)
     assert not box.running
     assert not box.root.exists()
+
+
+def test_sdk_connect_from_another_client(box: LocalBoxHandle) -> None:
+    """Sandbox.connect by id gets a working sandbox; its timeout only ever lengthens the life."""
+    Sandbox.create(timeout=120, **box.sdk_options())
+    again = Sandbox.connect(box.sandbox_id, timeout=30, **box.sdk_options())
+    assert again.commands.run("echo attached").stdout == "attached\n"
+    assert again.get_info().end_at.timestamp() == pytest.approx(time.time() + 120, abs=5)
+    Sandbox.connect(box.sandbox_id, timeout=900, **box.sdk_options())
+    assert again.get_info().end_at.timestamp() == pytest.approx(time.time() + 900, abs=5)
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.connect("local-000000000000", **box.sdk_options())
 
 
 def test_sdk_with_a_wrong_api_key_cannot_create(box: LocalBoxHandle) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from claude_e2b.sandbox.localbox.faults import Faults
-from claude_e2b.sandbox.localbox.files_http import FilesAPI
+from claude_e2b.sandbox.localbox.files_http import EnvdHTTPError, FilesAPI, disk_full_as_507
 from claude_e2b.sandbox.localbox.paths import SandboxFS
 
 BOUNDARY = "test-boundary-3c5a"
@@ -188,3 +188,36 @@ def test_a_body_cut_before_its_closing_boundary_keeps_the_finished_parts(tmp_pat
     assert status == 200
     assert [entry["path"] for entry in answer] == ["/home/user/first.txt"]
     assert (tmp_path / "home/user/first.txt").read_bytes() == b"1"
+
+
+def test_a_full_disk_fails_the_matching_part_with_507(tmp_path: Path) -> None:
+    """disk_full_glob: envd's 507 "not enough disk space available" for matching parts."""
+    faults = Faults(disk_full_glob="/home/user/big*")
+    body = encoded([("small.txt", b"s"), ("big.bin", b"b" * 10_000)])
+    status, answer = post(tmp_path, split(body, 4096), faults=faults)
+    assert status == 507
+    assert answer == {"code": 507, "message": "not enough disk space available"}
+    assert (tmp_path / "home/user/small.txt").read_bytes() == b"s"
+    assert not (tmp_path / "home/user/big.bin").exists()
+
+
+def test_upload_statuses_are_answered_in_turn(tmp_path: Path) -> None:
+    """upload_error_status: each coming upload answers the next status, then uploads work."""
+    faults = Faults(upload_error_status=[503, 502])
+    body = encoded([("f.txt", b"f")])
+    assert post(tmp_path, [body], faults=faults)[0] == 503
+    assert post(tmp_path, [body], faults=faults)[0] == 502
+    assert post(tmp_path, [body], faults=faults)[0] == 200
+    assert (tmp_path / "home/user/f.txt").read_bytes() == b"f"
+
+
+def test_a_real_enospc_is_a_507() -> None:
+    """A write that finds no space (here /dev/full) answers 507, as envd does."""
+    with pytest.raises(EnvdHTTPError) as caught, disk_full_as_507():
+        write_to_a_full_disk()
+    assert (caught.value.status, caught.value.message) == (507, "not enough disk space available")
+
+
+def write_to_a_full_disk() -> None:
+    with Path("/dev/full").open("wb", buffering=0) as full:
+        full.write(b"x" * 10)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from claude_e2b.collect import CollectPolicy
 from claude_e2b.config import Credentials, Overrides, build_run_config
 from claude_e2b.errors import SandboxError
 from claude_e2b.pipeline import run_pipeline
 from claude_e2b.plan import load_plan
-from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
-from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
+from claude_e2b.retrieve import apply_downloaded, download_policy, fetch_from_sandbox
+from claude_e2b.sandbox.localbox.launcher import LocalBoxHost, list_localboxes
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, attach_session, open_session
 from tests.gitrepo import commit_all, git
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
@@ -88,10 +90,12 @@ def test_pipeline_applies_the_agents_changes(
     assert json.loads(transcript[-1])["type"] == "result"
 
 
-def test_failed_download_keeps_agent_result_and_cost(
+def test_failed_download_keeps_the_sandbox_for_a_later_download(
     tmp_path, localbox_registry, localbox_host, claude_bin
 ):
-    """A fault while downloading the changes fails the run but keeps what the agent did cost."""
+    """The changes cannot be fetched while the sandbox lives: the run fails but keeps what
+    the agent did cost, leaves the sandbox to its lifetime and says how to fetch the work;
+    fetched later (another session, as `claude-e2b download` does), it applies whole."""
     repo = make_repo(tmp_path / "repo")
     opened = Opened(localbox_host)
 
@@ -105,17 +109,35 @@ def test_failed_download_keeps_agent_result_and_cost(
         session.read_stream = broken  # type: ignore[method-assign]
         return session
 
+    quick = CollectPolicy(deadline_s=2.0, first_delay_s=0.2, max_delay_s=0.5)
     with ScriptedAnthropic(SCENARIO) as api:
-        result = run_pipeline(run_config(repo, tmp_path / "out", api.url, claude_bin), faulty)
+        config = run_config(repo, tmp_path / "out", api.url, claude_bin)
+        result = run_pipeline(config, faulty, collect=quick)
     assert result.status == "failed"
     assert "injected: cannot read /tmp/claude-e2b/changes.tar.zst" in result.message
+    assert "claude-e2b download run-in-process --apply" in result.message
     assert result.agent.num_turns >= 5
     assert result.cost["claude_usd"] > 0
     assert result.verify is not None
     assert result.verify.exit_code == 0
     assert result.changes == ()
     assert not (repo / "hello.py").exists()
-    assert not opened.sessions[0].is_alive()
+    kept = opened.sessions[0]
+    try:
+        assert kept.is_alive()
+        (entry,) = list_localboxes(localbox_registry)
+        with attach_session(
+            "local", kept.sandbox_id, registry_dir=localbox_registry, local_api_key=entry.api_key
+        ) as again:
+            fetched = fetch_from_sandbox(again, None, tmp_path / "later", 10**8)
+        applied = apply_downloaded(fetched, repo, download_policy(repo, [KEY]))
+        assert {c.path for c in applied.applied} == {
+            "hello.py", "README.md", "obsolete.txt", "PLAN.md"
+        }  # fmt: skip
+        assert (repo / "hello.py").exists()
+    finally:
+        kept.kill()
+    assert not kept.is_alive()
 
 
 def test_blocked_run_opens_no_sandbox(tmp_path, localbox_registry, localbox_host, claude_bin):

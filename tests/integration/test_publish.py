@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from claude_e2b import audit
 from claude_e2b.errors import GitHubAuthError, GitHubRateLimitError, PublishError, PushError
 from claude_e2b.github.api import (
     BOT_LOGIN,
@@ -307,6 +310,119 @@ def test_the_token_leaks_nowhere(
     pushes = gh.requests_to("POST", f"/{REPO}.git/git-receive-pack")
     assert pushes
     assert pushes[-1].login == BOT_LOGIN
+
+
+@pytest.fixture
+def audit_file(tmp_path: Path) -> Iterator[Path]:
+    """Audit lines of the test go to a file of its own (and nowhere after it)."""
+    path = tmp_path / "audit" / "audit.jsonl"
+    audit.set_audit_file(path, run_id="run-audit-1")
+    yield path
+    audit.set_audit_file(None)
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def route_regex(template: str) -> re.Pattern[str]:
+    """``GET /repos/{owner}/{repo}/git/refs/{ref}`` → a regex over "METHOD route"."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    body = "".join(
+        ".+" if part == "{ref}" else "[^/]+" if part.startswith("{") else re.escape(part)
+        for part in parts
+    )
+    return re.compile(body)
+
+
+def test_every_github_operation_leaves_one_audit_line_without_the_token(
+    gh: GitHubStandIn,
+    checkout: Path,
+    target: GitHubTarget,
+    api: GitHubApi,
+    audit_file: Path,
+) -> None:
+    """API calls and the push: one line each with route, outcome, attempts; no token."""
+    gh.add_fault(Fault.status("GET", "/repos/*/*/pulls", 502))
+    publish(checkout, agent_changes(checkout), target, spec(), api)
+    api.upsert_comment(gh.add_issue(REPO, "x", user="alice"), "<!-- m -->", "hello")
+
+    text = audit_file.read_text()
+    assert gh.token not in text
+    assert basic_credential(gh.token) not in text
+    lines = audit_lines(audit_file)
+    assert all(line["run_id"] == "run-audit-1" for line in lines)
+    outcomes = {(line.get("route"), line["outcome"], line.get("status")) for line in lines}
+    # GET /user is refused to a workflow's token (it is then the bot): the only non-ok line.
+    assert {o for o in outcomes if o[1] != "ok"} == {("GET /user", "GitHubAuthError", 403)}
+    assert all(isinstance(line["duration_ms"], float) and line["ts"] for line in lines)
+    calls = [line for line in lines if line["audit"] == "github.api"]
+    routes = [line["route"] for line in calls]
+    for route in (
+        "GET /repos/{owner}/{repo}/pulls",
+        "POST /repos/{owner}/{repo}/pulls",
+        "POST /repos/{owner}/{repo}/issues/{issue_number}/labels",
+        "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+        "GET /repos/{owner}/{repo}/issues/{issue_number}/comments",
+        "POST /repos/{owner}/{repo}/issues/{issue_number}/comments",
+    ):
+        assert route in routes, route
+    # Each line's route names requests that really reached GitHub, in the same number.
+    seen = [f"{r.method} {r.route}" for r in gh.requests if r.kind == "rest"]
+    for call in calls:
+        for one in call["route"].split(" + "):
+            assert any(route_regex(one).fullmatch(s) for s in seen), one
+    made = sum(call["attempts"] for call in calls if " + " not in call["route"])
+    assert made == len(seen)
+    lookup = next(c for c in calls if c["route"] == "GET /repos/{owner}/{repo}/pulls")
+    assert lookup["attempts"] == 2  # the 502, then the answer
+    assert {c["target"] for c in calls} >= {REPO, f"{REPO}#1"}
+    [push] = [line for line in lines if line["audit"] == "git.push"]
+    assert push["target"] == gh.clone_url(REPO)
+    assert (push["branch"], push["attempts"]) == (BRANCH, 1)
+    assert push["commit"] == gh.git(REPO, "rev-parse", f"refs/heads/{BRANCH}")
+
+
+def test_failed_operations_are_audited_with_their_outcome(
+    gh: GitHubStandIn, checkout: Path, api: GitHubApi, audit_file: Path
+) -> None:
+    """A refused push and a refused API call: their lines say how they ended, token-free."""
+    weak = gh.add_token(
+        "ghs_audit_weak_token_0123456789",
+        BOT_LOGIN,
+        kind="app",
+        permissions={"contents": "read", "pull-requests": "read"},
+    )
+    with pytest.raises(PushError):
+        push_commit(checkout, gh.clone_url(REPO), weak, git(checkout, "rev-parse", "HEAD"), "b")
+    with (
+        GitHubApi.open(
+            GitHubTarget(gh.api_url, gh.server_url, REPO, weak), pace=False, policy=FAST
+        ) as refused,
+        pytest.raises(GitHubAuthError),
+    ):
+        refused.create_pull(branch="main", base="main", title="t", body="b", draft=False)
+    lines = audit_lines(audit_file)
+    assert [(line["audit"], line["outcome"]) for line in lines] == [
+        ("git.push", "PushError"),
+        ("github.api", "GitHubAuthError"),
+    ]
+    assert lines[1]["status"] == 403
+    assert lines[1]["route"] == "POST /repos/{owner}/{repo}/pulls"
+    assert weak not in audit_file.read_text()
+    assert basic_credential(weak) not in audit_file.read_text()
+
+
+def test_audit_lines_reach_the_log_too(gh: GitHubStandIn, api: GitHubApi) -> None:
+    """Without a file the lines still go through structlog as "audit" events."""
+    with capture_logs() as logs:
+        api.find_open_pull(BRANCH, "main")
+    [line] = [e for e in logs if e["event"] == "audit"]
+    assert (line["audit"], line["route"], line["outcome"]) == (
+        "github.api",
+        "GET /repos/{owner}/{repo}/pulls",
+        "ok",
+    )
 
 
 def test_push_sends_one_authorization_header(tmp_path: Path, checkout: Path) -> None:

@@ -135,7 +135,7 @@ def test_varied_tree_arrives_byte_for_byte(session: SandboxSession, varied_repo:
 
 
 def test_chunk_failing_once_is_resent_alone(session: SandboxSession, tmp_path: Path) -> None:
-    """An HTTP 500 on one chunk costs exactly one resend of that chunk, and the tree is whole."""
+    """An HTTP 500 on one chunk: the session writes that chunk again, alone; the tree is whole."""
     rng = random.Random(3)
     files = {f"data/{i:02d}.bin": rng.randbytes(60_000) for i in range(12)}
     root = make_repo(tmp_path / "chunks", files)
@@ -147,10 +147,10 @@ def test_chunk_failing_once_is_resent_alone(session: SandboxSession, tmp_path: P
             session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024,
             git_objects=False,
         )  # fmt: skip
-    retries = [e for e in logs if e["event"] == "upload.file_retry"]
+    retries = [e for e in logs if e["event"] == "sandbox.retry"]
     assert report.chunks >= 4
-    assert report.resends == 1
-    assert [e["file"] for e in retries] == ["chunk-000002"]
+    assert report.resends == 0  # no checksum failed: the write itself was retried
+    assert [e["what"] for e in retries] == [f"write {WORK}/upload/chunk-000002"]
     assert sandbox_tree(session) == expected_tree(selection)
 
 
@@ -246,12 +246,12 @@ def test_an_excluded_files_blob_never_reaches_the_sandbox(
 
 
 def test_a_pack_failing_once_is_resent_alone(session: SandboxSession, varied_repo: Path) -> None:
-    """An HTTP 500 on a pack costs one resend of that pack."""
+    """An HTTP 500 on a pack: the session writes that pack again, alone."""
     set_faults(session, upload_errors=1, upload_error_glob=f"{WORK}/upload/pack-*.pack")
     with capture_logs() as logs:
         report = upload_repository(session, select_files(varied_repo), repo_dir=REPO, work_dir=WORK)
-    retries = [e["file"] for e in logs if e["event"] == "upload.file_retry"]
-    assert report.resends == 1
+    retries = [e["what"] for e in logs if e["event"] == "sandbox.retry"]
+    assert report.resends == 0
     assert len(retries) == 1
     assert retries[0].endswith(".pack")
     assert sandbox_tree(session) == expected_tree(select_files(varied_repo))

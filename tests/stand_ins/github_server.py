@@ -22,6 +22,9 @@ What behaves as on github.com / GHES (checked against PyGithub 2.10's source and
 
 - Tokens: ``app`` tokens (GITHUB_TOKEN) act as ``github-actions[bot]`` within their permission
   set; ``GET /user`` with one is 403 "Resource not accessible by integration", as on GitHub.
+  An app token without the permission a route needs (``add_token(tok, BOT_LOGIN,
+  permissions={"pull-requests": "read"})``) gets 403 "Resource not accessible by
+  integration" with ``X-Accepted-GitHub-Permissions: pull_requests=write``, as on GitHub.
   ``user`` tokens (``add_token(tok, "alice")``) act with the user's role. Unknown token: 401
   "Bad credentials". No token: reads of public repositories only.
 - git push needs a token with contents:write (Basic auth, token as password, e.g. via
@@ -33,6 +36,8 @@ What behaves as on github.com / GHES (checked against PyGithub 2.10's source and
   422 "No commits between …", body > 65536 chars → 422, head filter without ``owner:`` is
   ignored, head.sha follows the branch, deleting the head branch closes the PR, draft can be
   flipped only through GraphQL (``mark_ready_for_review`` / ``convert_to_draft``).
+- ``protect_branch(repo, branch)``: pushes to it are refused by a pre-receive hook with
+  GitHub's "GH006: Protected branch update failed" (the API's ref updates are not).
 - Faults (``Fault.status``, ``.secondary_rate_limit`` with Retry-After, ``.primary_rate_limit``,
   ``.drop``), before or after the work is done; PyGithub's default GithubRetry retries 403
   rate limits and 5xx for GET/POST (not PATCH) and connection drops.

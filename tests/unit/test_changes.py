@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -232,7 +233,7 @@ def test_pack_falls_back_to_gzip_without_zstd(tmp_path: Path) -> None:
     (repo / "a").write_bytes(b"b")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("tar", "gzip", "sha256sum", "cut", "wc", "tr"):
+    for tool in ("tar", "gzip", "sha256sum", "cut", "wc", "tr", "mv", "rm"):
         (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
     archive = tmp_path / "out.tar.gz"
     packed = parse_pack_output(run_pack(repo, detect(repo, base), archive, path=str(bin_dir)))
@@ -270,3 +271,37 @@ def test_stat_cache_gives_the_same_changes(tmp_path: Path) -> None:
     assert with_cache() == without  # a broken cache is passed over
     cache.unlink()
     assert with_cache() == without  # a missing cache falls back to hashing everything
+
+
+def test_detect_output_to_a_file_is_whole_or_absent(tmp_path: Path) -> None:
+    """With an output path the detect output lands there whole; a failed run leaves nothing."""
+    repo, base = make_repo(tmp_path, {"a.txt": b"a\n"})
+    (repo / "a.txt").write_bytes(b"b\n")
+    out = tmp_path / "changes.bin"
+    script = detect_script(str(repo), base, output_path=str(out))
+    ran = subprocess.run(["bash", "-c", script], check=True, capture_output=True)
+    assert ran.stdout == b""
+    assert parse_detect_output(out.read_bytes()) == detect(repo, base)
+    gone = tmp_path / "never.bin"
+    failed = subprocess.run(
+        ["bash", "-c", detect_script(str(repo), "0" * 40, output_path=str(gone))],
+        capture_output=True,
+        check=False,
+    )
+    assert failed.returncode == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["changes.bin", "sandbox"]
+
+
+def test_pack_writes_its_archive_whole_under_its_name(tmp_path: Path) -> None:
+    """The archive appears complete under its name; no part file stays beside it."""
+    repo, base = make_repo(tmp_path, {"a": b"a"})
+    (repo / "a").write_bytes(b"changed")
+    archive = tmp_path / "out" / "changes.tar.zst"
+    archive.parent.mkdir()
+    packed = parse_pack_output(run_pack(repo, detect(repo, base), archive))
+    assert sorted(p.name for p in archive.parent.iterdir()) == [
+        "changes.tar.zst",
+        "changes.tar.zst.list",
+    ]
+    assert packed.bytes == archive.stat().st_size
+    assert packed.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()

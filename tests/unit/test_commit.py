@@ -20,6 +20,8 @@ from claude_e2b.github.commit import (
     build_tree,
     commit_tree,
     is_valid_branch,
+    keep_commit,
+    public_url,
     push_commit,
     push_env,
 )
@@ -385,3 +387,30 @@ def test_nothing_to_publish_is_a_caller_bug(repo: Path) -> None:
     spec = PullRequestSpec("claude-e2b/x", "main", "t", "b", draft=False)
     with pytest.raises(InternalError):
         publish(repo, [], target, spec, api=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://x-access-token:ghs_SECRET@github.com/o/r.git", "https://github.com/o/r.git"),
+        ("https://user@ghe.example.test:8443/o/r.git", "https://ghe.example.test:8443/o/r.git"),
+        ("http://127.0.0.1:8080/o/r.git", "http://127.0.0.1:8080/o/r.git"),
+    ],
+)
+def test_public_url_drops_credentials(url: str, shown: str) -> None:
+    """What the audit line and messages show of a remote: never its user or password."""
+    assert public_url(url) == shown
+
+
+def test_keep_commit_makes_a_branch_only_where_none_is(repo: Path) -> None:
+    """A new local branch at the commit; an existing one is never moved."""
+    head = git(repo, "rev-parse", "HEAD")
+    (repo / "README.md").write_text("changed\n")
+    built = build_tree(repo, head, [change("README.md", "modified")])
+    commit = commit_tree(repo, built, "msg")
+    said = keep_commit(repo, "claude-e2b/plan", commit)
+    assert git(repo, "rev-parse", "claude-e2b/plan") == commit
+    assert "git push --force origin claude-e2b/plan" in said
+    other = keep_commit(repo, "main", commit)
+    assert git(repo, "rev-parse", "main") == head
+    assert f"git push --force origin {commit}:refs/heads/main" in other

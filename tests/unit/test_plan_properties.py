@@ -106,7 +106,7 @@ env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,12}", fullmatch=True).filter(
 )
 # PyYAML itself does not round-trip YAML 1.1's extra line breaks inside quoted strings.
 env_values = st.text(
-    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x85\u2028\u2029"),
+    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00\x85\u2028\u2029"),
     max_size=20,
 )
 minutes = st.floats(min_value=0.01, max_value=10_000, allow_nan=False)

@@ -62,3 +62,27 @@ def test_warning_message_says_what_happens():
     text = TimeWarning(30 * 60, 60 * 60).message()
     assert "30.0 min" in text
     assert "kept" in text
+
+
+def test_cancel_is_a_stop_given_once():
+    """A cancel stops with reason "cancelled"; after it the watchdog says nothing more."""
+    clock = Clock()
+    dog = Watchdog(WatchdogConfig(hard_limit_s=60, heartbeat_s=1000), clock)
+    clock.now += 12
+    stop = dog.cancel(0.25)
+    assert (stop.reason, stop.elapsed_s, stop.cost_usd) == ("cancelled", 12, 0.25)
+    assert "cancelled after 12 s" in stop.message()
+    assert "work so far kept" in stop.message()
+    clock.now += 100
+    assert dog.poll(1.0) == []
+    assert dog.cancel(9.9) is stop
+
+
+def test_cancel_after_a_stop_keeps_the_first_reason():
+    """A cancel that comes after the time limit stopped the agent changes nothing."""
+    clock = Clock()
+    dog = Watchdog(WatchdogConfig(hard_limit_s=10, heartbeat_s=1000), clock)
+    clock.now += 11
+    (stop,) = dog.poll(0)
+    assert dog.cancel(0) is stop
+    assert stop.reason == "timeout"

@@ -2,8 +2,10 @@
 
 Pure logic over an injected clock: the runner polls it once a second while Claude
 Code runs (its output is followed in another thread) and carries out what it says
-(log a warning or a progress line, stop Claude). The runner stops gracefully:
-SIGINT, a grace period, then SIGKILL; the partial work is collected after.
+(log a warning or a progress line, stop Claude). The caller may also cancel the
+run (SIGINT/SIGTERM to claude-e2b): ``cancel`` turns that into a Stop like the
+others. The runner stops gracefully: SIGINT, a grace period, then SIGKILL; the
+partial work is collected after.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-StopReason = Literal["timeout", "budget"]
+StopReason = Literal["timeout", "budget", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class Stop:
         """Human text for the log and the result."""
         if self.reason == "timeout":
             return f"the agent reached its time limit after {_minutes(self.elapsed_s)}"
+        if self.reason == "cancelled":
+            return (
+                f"the run was cancelled after {_minutes(self.elapsed_s)} of the agent's work; "
+                "the agent was stopped and its work so far kept"
+            )
         return f"the agent's running cost ${self.cost_usd:.4f} passed the budget"
 
 
@@ -112,6 +119,12 @@ class Watchdog:
             self.stopped = Stop(stop, elapsed, cost_usd)
             actions.append(self.stopped)
         return actions
+
+    def cancel(self, cost_usd: float) -> Stop:
+        """The run was cancelled: the Stop to carry out (the one given before, if any)."""
+        if self.stopped is None:
+            self.stopped = Stop("cancelled", self.elapsed_s, cost_usd)
+        return self.stopped
 
     def _stop_reason(self, elapsed: float, cost_usd: float) -> StopReason | None:
         if elapsed >= self.config.hard_limit_s:

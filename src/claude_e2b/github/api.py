@@ -12,6 +12,11 @@ retries only what GitHub asks to retry and only where a repeat cannot do harm:
 - 404/422 right after a pull request was created (GitHub's eventual consistency): the
   calls that follow a creation pass ``settling=True`` and get a few more tries.
 
+Each call names its ``Endpoint``: the route as GitHub's docs write it and the permission
+a workflow's token needs for it. The route goes into one audit line per call (``github.api``:
+route, target, outcome, attempts, duration; never the token), and the permission into the
+hint of a 403, so a refusal says which ``permissions:`` entry the workflow lacks.
+
 PyGithub's exceptions never leave this module: they become the ``PublishError`` tree.
 
 ```
@@ -39,6 +44,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from github import Auth, Github, GithubException
 
+from claude_e2b import audit
 from claude_e2b.errors import (
     GitHubAuthError,
     GitHubNotFoundError,
@@ -107,6 +113,13 @@ class RetryPolicy:
         return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
 
+@dataclass
+class _Attempts:
+    """How many tries one call made (the audit line reports it)."""
+
+    count: int = 0
+
+
 @dataclass(frozen=True)
 class PullRequestRef:
     """A pull request as publishing needs it."""
@@ -133,6 +146,39 @@ class TreeEntry:
     path: str
     mode: str
     sha: str | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A REST route as GitHub's docs write it, and the permission a workflow token needs."""
+
+    route: str
+    permission: str  # a `permissions:` entry of the workflow, "" when none is needed
+
+
+_REPO = "/repos/{owner}/{repo}"
+USER = Endpoint("GET /user", "")
+COLLABORATOR_PERMISSION = Endpoint(
+    f"GET {_REPO}/collaborators/{{username}}/permission", "metadata: read"
+)
+REACTION = Endpoint(f"POST {_REPO}/issues/comments/{{comment_id}}/reactions", "issues: write")
+COMMENTS = Endpoint(f"GET {_REPO}/issues/{{issue_number}}/comments", "issues: read")
+COMMENT_EDIT = Endpoint(f"PATCH {_REPO}/issues/comments/{{comment_id}}", "issues: write")
+COMMENT_CREATE = Endpoint(f"POST {_REPO}/issues/{{issue_number}}/comments", "issues: write")
+PULLS = Endpoint(f"GET {_REPO}/pulls", "pull-requests: read")
+PULL_CREATE = Endpoint(f"POST {_REPO}/pulls", "pull-requests: write")
+PULL_UPDATE = Endpoint(f"PATCH {_REPO}/pulls/{{pull_number}}", "pull-requests: write")
+PULL_DRAFT = Endpoint(f"GET {_REPO}/pulls/{{pull_number}} + POST /graphql", "pull-requests: write")
+LABELS = Endpoint(f"POST {_REPO}/issues/{{issue_number}}/labels", "pull-requests: write")
+REVIEWERS = Endpoint(
+    f"POST {_REPO}/pulls/{{pull_number}}/requested_reviewers", "pull-requests: write"
+)
+GIT_COMMIT = Endpoint(f"GET {_REPO}/git/commits/{{commit_sha}}", "contents: read")
+GIT_BLOB = Endpoint(f"POST {_REPO}/git/blobs", "contents: write")
+GIT_TREE = Endpoint(f"POST {_REPO}/git/trees", "contents: write")
+GIT_COMMIT_CREATE = Endpoint(f"POST {_REPO}/git/commits", "contents: write")
+GIT_REF_UPDATE = Endpoint(f"PATCH {_REPO}/git/refs/{{ref}}", "contents: write")
+GIT_REF_CREATE = Endpoint(f"POST {_REPO}/git/refs", "contents: write")
 
 
 def basic_credential(token: str) -> str:
@@ -165,19 +211,46 @@ def _error_text(error: Any) -> str:
     return " ".join(str(error.get(k)) for k in ("resource", "field", "code") if error.get(k))
 
 
-def _forbidden_hint(message: str) -> str:
+def _forbidden_hint(message: str, permission: str) -> str:
     if "not permitted to create or approve pull requests" in message:
         return (
             "enable Settings → Actions → General → 'Allow GitHub Actions to create and approve "
             "pull requests', or pass a personal access token as github-token"
         )
+    if "push access" in message:
+        return "the token's user needs write access to the repository: use another token"
     return (
-        "give the workflow `permissions: {contents: write, pull-requests: write, issues: write}` "
-        "or pass a token that has them as github-token"
+        f"add `{permission}` to the workflow's `permissions:` (the job needs contents: write, "
+        "pull-requests: write and issues: write), or pass a token that has it as github-token"
     )
 
 
-_RERUN_HINT = "GitHub had trouble; the changes are applied to the checkout: re-run the job"
+def needed_permission(exc: GithubException, endpoint: Endpoint | None) -> str:
+    """The permission a 403 asks for: the endpoint's, else GitHub's first accepted set.
+
+    GitHub names the accepted sets in ``X-Accepted-GitHub-Permissions``
+    (``issues=write; pull_requests=write``: either set will do).
+    """
+    accepted = [
+        ", ".join(_permission_entry(item) for item in group.split(",") if item.strip())
+        for group in _headers(exc).get("x-accepted-github-permissions", "").split(";")
+    ]
+    accepted = [group for group in accepted if group]
+    ours = endpoint.permission if endpoint is not None else ""
+    if ours and (not accepted or ours in accepted):
+        return ours
+    return accepted[0] if accepted else "contents: write, pull-requests: write, issues: write"
+
+
+def _permission_entry(item: str) -> str:
+    name, _, level = item.strip().partition("=")
+    return f"{name.replace('_', '-')}: {level}"
+
+
+_RERUN_HINT = (
+    "GitHub had trouble (a server error or no answer): try again later, and see its status "
+    "page if it lasts"
+)
 _BY_STATUS: dict[int, tuple[type[PublishError], str | None]] = {
     401: (GitHubAuthError, "the token is invalid or expired: check the github-token input"),
     404: (GitHubNotFoundError, "check the repository name and that the token can see it"),
@@ -185,7 +258,9 @@ _BY_STATUS: dict[int, tuple[type[PublishError], str | None]] = {
 }
 
 
-def map_error(what: str, exc: GithubException) -> PublishError:
+def map_error(
+    what: str, exc: GithubException, endpoint: Endpoint | None = None, attempts: int = 1
+) -> PublishError:
     """The most specific PublishError for a GitHub error answer."""
     status, message = exc.status, github_message(exc)
     text = f"{what}: GitHub answered {status} {message}".rstrip()
@@ -196,9 +271,14 @@ def map_error(what: str, exc: GithubException) -> PublishError:
     elif status in _BY_STATUS:
         kind, hint = _BY_STATUS[status]
     elif status == 403:  # noqa: PLR2004 - HTTP statuses read best as numbers
-        kind, hint = GitHubAuthError, _forbidden_hint(message)
+        permission = needed_permission(exc, endpoint)
+        kind, hint = GitHubAuthError, _forbidden_hint(message, permission)
+        if "not accessible" in message:
+            text += f" (the token needs {permission})"
     elif status >= 500:  # noqa: PLR2004
         kind, hint = GitHubUnavailableError, _RERUN_HINT
+    if attempts > 1:
+        text += f" (after {attempts} attempts)"
     return kind(text, hint=hint, status=status)
 
 
@@ -288,17 +368,53 @@ class GitHubApi:
         what: str,
         fn: Callable[[], T],
         *,
+        endpoint: Endpoint,
+        target: str | None = None,
         safety: Safety = "idempotent",
         settling: bool = False,
     ) -> T:
-        """Run one API call with the retry rules of the module docstring; map its errors."""
-        attempt = 0
+        """Run one API call with the retry rules of the module docstring; map its errors.
+
+        Writes one audit line for the call (all its attempts): ``endpoint``'s route, the
+        target (the repository, or ``owner/name#N``), the outcome and the attempts.
+        """
+        attempts = _Attempts()
+        began = time.monotonic()
+        outcome, status = "ok", None
+        try:
+            return self._attempt(what, fn, endpoint, attempts, safety=safety, settling=settling)
+        except PublishError as exc:
+            outcome, status = type(exc).__name__, exc.status
+            raise
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            extra = {} if status is None else {"status": status}
+            audit.record("github.api", target=target or self.repository, outcome=outcome,
+                         duration_s=time.monotonic() - began, route=endpoint.route, what=what,
+                         attempts=attempts.count, **extra)  # fmt: skip
+
+    def _attempt(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        endpoint: Endpoint,
+        attempts: _Attempts,
+        *,
+        safety: Safety,
+        settling: bool,
+    ) -> T:
+        """The retry loop itself; ``attempts.count`` says how many tries were made."""
         while True:
-            attempt += 1
+            attempts.count += 1
+            attempt = attempts.count
             try:
                 return fn()
             except GithubException as exc:
-                wait = self._wait_or_raise(what, exc, attempt, safety=safety, settling=settling)
+                wait = self._wait_or_raise(
+                    what, exc, attempt, endpoint, safety=safety, settling=settling
+                )
                 reason = f"{exc.status} {github_message(exc)}"
             except OSError as exc:  # requests' ConnectionError and Timeout are OSErrors
                 wait = self._transport_wait(what, exc, attempt, safety=safety)
@@ -308,7 +424,14 @@ class GitHubApi:
             self._sleep(wait)
 
     def _wait_or_raise(
-        self, what: str, exc: GithubException, attempt: int, *, safety: Safety, settling: bool
+        self,
+        what: str,
+        exc: GithubException,
+        attempt: int,
+        endpoint: Endpoint,
+        *,
+        safety: Safety,
+        settling: bool,
     ) -> float:
         policy = self.policy
         limited = rate_limit_wait(exc, policy)
@@ -325,12 +448,13 @@ class GitHubApi:
             return _seconds(_headers(exc).get("retry-after")) or policy.backoff(attempt)
         if settling and exc.status in {404, 422} and attempt < policy.settle_attempts:
             return policy.backoff(attempt)
-        raise map_error(what, exc) from exc
+        raise map_error(what, exc, endpoint, attempts=attempt) from exc
 
     def _transport_wait(self, what: str, exc: OSError, attempt: int, *, safety: Safety) -> float:
         if safety == "idempotent" and attempt < self.policy.attempts:
             return self.policy.backoff(attempt)
-        text = f"{what}: no answer from GitHub ({type(exc).__name__}: {exc})"
+        tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+        text = f"{what}: no answer from GitHub ({type(exc).__name__}: {exc}){tries}"
         raise GitHubUnavailableError(REDACTOR.redact(text), hint=_RERUN_HINT) from exc
 
     # -- who and what
@@ -339,7 +463,9 @@ class GitHubApi:
         """The login the token acts as; a workflow's GITHUB_TOKEN cannot ask and is the bot."""
         if self._login is None:
             try:
-                self._login = self.call("read the token's user", lambda: self._gh.get_user().login)
+                self._login = self.call(
+                    "read the token's user", lambda: self._gh.get_user().login, endpoint=USER
+                )
             except GitHubAuthError as exc:
                 if exc.status != 403:  # noqa: PLR2004 - 403 "Resource not accessible by integration"
                     raise
@@ -353,6 +479,7 @@ class GitHubApi:
             _, data = self.call(
                 f"read {login}'s permission",
                 lambda: self._gh.requester.requestJsonAndCheck("GET", url),
+                endpoint=COLLABORATOR_PERMISSION,
             )
         except GitHubNotFoundError:
             return "none"
@@ -364,6 +491,7 @@ class GitHubApi:
         self.call(
             f"react to comment {comment_id}",
             lambda: self._gh.requester.requestJsonAndCheck("POST", url, input={"content": content}),
+            endpoint=REACTION,
         )
 
     # -- comments
@@ -378,7 +506,12 @@ class GitHubApi:
         for attempt in range(1, self.policy.attempts + 1):
             found = self._find_comment(issue_number, marker)
             if found is not None:
-                self.call(f"edit comment {found.id}", partial(found.edit, text))
+                self.call(
+                    f"edit comment {found.id}",
+                    partial(found.edit, text),
+                    endpoint=COMMENT_EDIT,
+                    target=f"{self.repository}#{issue_number}",
+                )
                 return str(found.html_url)
             try:
                 return self.reply(issue_number, text)
@@ -397,13 +530,20 @@ class GitHubApi:
                     return comment
             return None
 
-        return self.call(f"read the comments of #{issue_number}", scan)
+        return self.call(
+            f"read the comments of #{issue_number}",
+            scan,
+            endpoint=COMMENTS,
+            target=f"{self.repository}#{issue_number}",
+        )
 
     def reply(self, issue_number: int, body: str) -> str:
         """Post a new comment on an issue or pull request; its URL (never repeated on 5xx)."""
         comment = self.call(
             f"comment on #{issue_number}",
             lambda: self._repo.get_issue(issue_number).create_comment(body),
+            endpoint=COMMENT_CREATE,
+            target=f"{self.repository}#{issue_number}",
             safety="once",
         )
         return str(comment.html_url)
@@ -419,7 +559,7 @@ class GitHubApi:
                 return _pull_ref(pull)
             return None
 
-        return self.call(f"look up the pull request for {branch}", first)
+        return self.call(f"look up the pull request for {branch}", first, endpoint=PULLS)
 
     def create_pull(
         self, *, branch: str, base: str, title: str, body: str, draft: bool
@@ -445,6 +585,7 @@ class GitHubApi:
             lambda: _pull_ref(
                 self._repo.create_pull(base=base, head=branch, title=title, body=body, draft=draft)
             ),
+            endpoint=PULL_CREATE,
             safety="once",
         )
 
@@ -456,7 +597,12 @@ class GitHubApi:
             pull.edit(title=title, body=body)
             return _pull_ref(pull)
 
-        return self.call(f"update pull request #{number}", edit)
+        return self.call(
+            f"update pull request #{number}",
+            edit,
+            endpoint=PULL_UPDATE,
+            target=f"{self.repository}#{number}",
+        )
 
     def upsert_pull(
         self, *, branch: str, base: str, title: str, body: str, draft: bool
@@ -498,13 +644,21 @@ class GitHubApi:
             else:
                 pull.mark_ready_for_review()
 
-        self.call(f"set draft={draft} on #{number}", flip, settling=settling)
+        self.call(
+            f"set draft={draft} on #{number}",
+            flip,
+            endpoint=PULL_DRAFT,
+            target=f"{self.repository}#{number}",
+            settling=settling,
+        )
 
     def add_labels(self, number: int, labels: Sequence[str], *, settling: bool = False) -> None:
         """Add labels (GitHub creates missing ones; adding twice changes nothing)."""
         self.call(
             f"label #{number}",
             lambda: self._repo.get_issue(number).add_to_labels(*labels),
+            endpoint=LABELS,
+            target=f"{self.repository}#{number}",
             settling=settling,
         )
 
@@ -515,23 +669,27 @@ class GitHubApi:
         self.call(
             f"request reviewers on #{number}",
             lambda: self._repo.get_pull(number).create_review_request(reviewers=list(reviewers)),
+            endpoint=REVIEWERS,
+            target=f"{self.repository}#{number}",
             settling=settling,
         )
 
     # -- the Git Data API (content-addressed objects: a repeated POST makes no harm)
 
-    def _json(self, verb: str, url: str, what: str, payload: Any = None) -> Any:
+    def _json(self, endpoint: Endpoint, url: str, what: str, payload: Any = None) -> Any:
         requester = self._gh.requester
+        verb = endpoint.route.partition(" ")[0]
         _, data = self.call(
             what,
             lambda: requester.requestJsonAndCheck(verb, f"{self._repo.url}{url}", input=payload),
+            endpoint=endpoint,
         )
         return data
 
     def remote_commit(self, sha: str) -> RemoteCommit | None:
         """The commit ``sha`` on GitHub, or None when GitHub does not have it."""
         try:
-            data = self._json("GET", f"/git/commits/{sha}", f"read commit {sha[:12]}")
+            data = self._json(GIT_COMMIT, f"/git/commits/{sha}", f"read commit {sha[:12]}")
         except GitHubNotFoundError:
             return None
         return _remote_commit(data)
@@ -539,20 +697,22 @@ class GitHubApi:
     def create_blob(self, data: bytes) -> str:
         """Store file content (base64: binary-safe); its blob sha."""
         payload = {"content": base64.b64encode(data).decode(), "encoding": "base64"}
-        return str(self._json("POST", "/git/blobs", "create a blob", payload)["sha"])
+        return str(self._json(GIT_BLOB, "/git/blobs", "create a blob", payload)["sha"])
 
     def create_tree(self, base_tree: str, entries: Iterable[TreeEntry]) -> str:
         """Apply ``entries`` to ``base_tree`` (in chunks of 100, each on the last); the tree."""
         tree, items = base_tree, [_tree_item(e) for e in entries]
         for start in range(0, len(items), TREE_CHUNK):
             payload = {"base_tree": tree, "tree": items[start : start + TREE_CHUNK]}
-            tree = str(self._json("POST", "/git/trees", "create a tree", payload)["sha"])
+            tree = str(self._json(GIT_TREE, "/git/trees", "create a tree", payload)["sha"])
         return tree
 
     def create_commit(self, message: str, tree: str, parents: Sequence[str]) -> RemoteCommit:
         """A commit by the token's identity, no author given, so that GitHub signs it."""
         payload = {"message": message, "tree": tree, "parents": list(parents)}
-        return _remote_commit(self._json("POST", "/git/commits", "create a commit", payload))
+        return _remote_commit(
+            self._json(GIT_COMMIT_CREATE, "/git/commits", "create a commit", payload)
+        )
 
     def set_branch(self, branch: str, sha: str) -> None:
         """Point ``refs/heads/<branch>`` at ``sha``, creating it or forcing it over."""
@@ -560,14 +720,16 @@ class GitHubApi:
         what = f"move branch {branch}"
         for _ in range(2):  # created or deleted by someone else between the two calls
             try:
-                self._json("PATCH", ref, what, {"sha": sha, "force": True})
+                self._json(GIT_REF_UPDATE, ref, what, {"sha": sha, "force": True})
             except GitHubValidationError as exc:
                 if "does not exist" not in str(exc).lower():
                     raise
             else:
                 return
             try:
-                self._json("POST", "/git/refs", what, {"ref": f"refs/heads/{branch}", "sha": sha})
+                self._json(
+                    GIT_REF_CREATE, "/git/refs", what, {"ref": f"refs/heads/{branch}", "sha": sha}
+                )
             except GitHubValidationError as exc:
                 if "already exists" not in str(exc).lower():
                     raise

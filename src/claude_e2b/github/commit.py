@@ -9,7 +9,12 @@ user's own uncommitted edits, stays out of the commit.
 The push sends the token only as an ``http.extraheader`` through ``GIT_CONFIG_*``
 environment variables, keyed on the exact remote URL with an empty value first: that
 both keeps it out of argv, URLs and logs, and replaces (rather than duplicates) the
-header that actions/checkout persists for the server.
+header that actions/checkout persists for the server. Each push writes one audit line
+(``git.push``: the remote URL without credentials, branch, commit, attempts, outcome).
+
+When publishing fails after the commit was built, :func:`keep_commit` leaves it on a local
+branch of the run's name (only if no such branch exists: a branch of the user's is never
+moved), so the work can be pushed by hand.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from claude_e2b import audit
 from claude_e2b.errors import PublishError, PushError, SyncError
 from claude_e2b.github.api import basic_credential
 from claude_e2b.log import REDACTOR, get_logger
@@ -266,6 +273,14 @@ def push_env(remote_url: str, token: str) -> dict[str, str]:
     return {**os.environ, **env}
 
 
+def public_url(url: str) -> str:
+    """``url`` without user or password: what may be logged and shown."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def push_commit(
     repo: Path,
     remote_url: str,
@@ -274,29 +289,64 @@ def push_commit(
     branch: str,
     *,
     attempts: int = PUSH_ATTEMPTS,
-    delay_s: float = PUSH_RETRY_DELAY_S,
+    delay_s: float | None = None,
     timeout_s: float = PUSH_TIMEOUT_S,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Force ``refs/heads/<branch>`` on the remote to ``commit``; retried on network trouble.
 
     A push of the same commit is idempotent, so a failure that looks transient (5xx, a
-    dropped connection) is tried again; a refusal (401, 403, a hook) is not.
+    dropped connection) is tried again; a refusal (401, 403, a hook) is not. Raises
+    PushError saying what git said (token-free) and what to do. ``delay_s`` (the wait
+    before the second try, growing linearly) defaults to ``PUSH_RETRY_DELAY_S``.
     """
     argv = ["git", "-C", str(repo), "push", "--force", "--no-verify", "--porcelain", remote_url,
             f"{commit}:refs/heads/{branch}"]  # fmt: skip
-    for attempt in range(1, attempts + 1):
-        said = _push_once(argv, push_env(remote_url, token), timeout_s, token)
+    env = push_env(remote_url, token)
+    began, tries, outcome = time.monotonic(), [0], "PushError"
+    try:
+        said = _push_attempts(
+            argv, env, token, tries=tries, attempts=attempts, timeout_s=timeout_s,
+            delay_s=PUSH_RETRY_DELAY_S if delay_s is None else delay_s, sleep=sleep,
+        )  # fmt: skip
         if said is None:
-            log.info("publish.pushed", branch=branch, commit=commit, attempt=attempt)
-            return
-        if attempt == attempts or not _TRANSIENT_PUSH.search(said):
-            raise PushError(
-                f"git push of {branch} to {remote_url} failed: {said}",
-                hint=_push_hint(said),
-            )
-        log.warning("publish.push_retry", branch=branch, attempt=attempt, error=said)
+            outcome = "ok"
+            log.info("publish.pushed", branch=branch, commit=commit, attempts=tries[0])
+    except BaseException as exc:
+        outcome = type(exc).__name__
+        raise
+    finally:
+        audit.record("git.push", target=public_url(remote_url), outcome=outcome,
+                     duration_s=time.monotonic() - began, branch=branch, commit=commit,
+                     attempts=tries[0])  # fmt: skip
+    if said is not None:
+        raise PushError(
+            f"git push of {branch} to {public_url(remote_url)} failed: {said}",
+            hint=_push_hint(said, branch),
+        )
+
+
+def _push_attempts(
+    argv: list[str],
+    env: dict[str, str],
+    token: str,
+    *,
+    tries: list[int],
+    attempts: int,
+    timeout_s: float,
+    delay_s: float,
+    sleep: Callable[[float], None],
+) -> str | None:
+    """Push until it lands (None) or fails for good (git's last words); counts in ``tries``."""
+    said: str | None = "no push was attempted"
+    for attempt in range(1, attempts + 1):
+        tries[0] = attempt
+        said = _push_once(argv, env, timeout_s, token)
+        if said is None or attempt == attempts or not _TRANSIENT_PUSH.search(said):
+            return said
+        log.warning("publish.push_retry", attempt=attempt, error=said)
         sleep(delay_s * attempt)
+    return said
 
 
 def _push_once(argv: list[str], env: dict[str, str], timeout_s: float, token: str) -> str | None:
@@ -311,10 +361,37 @@ def _push_once(argv: list[str], env: dict[str, str], timeout_s: float, token: st
     return REDACTOR.redact(said.replace(basic_credential(token), "***").replace(token, "***"))
 
 
-def _push_hint(said: str) -> str:
+def _push_hint(said: str, branch: str) -> str:
     if re.search(r"\b(401|403)\b|denied|Authentication failed|Invalid username", said):
         return (
             "the token may not push: give the workflow `permissions: contents: write`, or pass "
             "a token with write access as github-token"
         )
-    return "the changes are applied to the checkout: re-run the job to publish them"
+    if re.search(r"protected branch|GH006", said, re.IGNORECASE):
+        return (
+            f"{branch} is a protected branch on GitHub: set another `branch` (plan key or "
+            "input), or let the token push to it"
+        )
+    if "hook declined" in said or "remote rejected" in said:
+        return f"GitHub refused the push of {branch} (see its reason above); fix that and re-run"
+    return "the push did not get through (a server error or no answer): try again later"
+
+
+def keep_commit(repo: Path, branch: str, commit: str) -> str:
+    """Leave ``commit`` on local branch ``branch`` if it has none yet; where it is, in words.
+
+    A branch of that name that exists already is left alone (it may hold the user's
+    work): the commit is then named by its sha. Never raises: this is a last resort.
+    """
+    try:
+        done = run_git(repo, "update-ref", f"refs/heads/{branch}", commit, ZERO_SHA)
+    except SyncError:
+        done = None
+    if done is not None and done.returncode == 0:
+        log.info("publish.kept_locally", branch=branch, commit=commit)
+        push = f"git push --force origin {branch}"
+        return f"committed on the local branch {branch}: push it with `{push}`"
+    return (
+        f"committed as {commit[:12]} (the local branch {branch} exists and was left alone): "
+        f"push it with `git push --force origin {commit}:refs/heads/{branch}`"
+    )

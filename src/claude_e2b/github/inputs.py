@@ -121,6 +121,8 @@ class ActionInputs:
     sign_commits: bool = False
     key_injection: KeyInjection = "env"
     report_templates: str | None = None
+    max_sandboxes: str | None = None  # validated by sandbox/limits.py, which names the input
+    max_sandboxes_per_hour: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -153,6 +155,8 @@ class ActionInputs:
                 "KeyInjection", _choice(environ, "key-injection", ("env", "proxy"), "env")
             ),
             report_templates=text("report-templates"),
+            max_sandboxes=text("max-sandboxes"),
+            max_sandboxes_per_hour=text("max-sandboxes-per-hour"),
         )
 
     def secrets(self) -> tuple[str, ...]:

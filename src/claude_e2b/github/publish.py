@@ -13,6 +13,10 @@ HEAD. It reaches GitHub by ``git push --force`` to the run's branch, or, with
 it; the API's tree must then equal the tree git builds locally. Then the open pull request
 of the branch is updated, or one is created: a re-run updates the same pull request.
 Callers publish nothing for a run without changes (status ``no_changes``).
+
+When publishing fails once the commit is built, the commit is kept on a local branch of
+the run's name (when none exists) and the error's hint says so: nothing is lost, and
+the work can be pushed by hand.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from claude_e2b.github.commit import (
     build_tree,
     commit_tree,
     is_valid_branch,
+    keep_commit,
     push_commit,
     read_blob,
 )
@@ -101,8 +106,9 @@ def publish(
     """Commit ``changes`` onto the checkout's HEAD, push the branch, open or update the PR.
 
     Raises PublishError (exit 1) with a hint saying what to do; the changes stay applied
-    to the checkout whatever fails. Problems that leave a usable pull request behind
-    (a label, a reviewer, the draft flag) go to ``on_warning`` and the log instead.
+    to the checkout whatever fails, and once the commit is built it is kept on a local
+    branch (the hint says which, or names the commit). Problems that leave a usable pull
+    request behind (a label, a reviewer, the draft flag) go to ``on_warning`` and the log.
     """
     warn = _warner(on_warning)
     _check_spec(spec, changes)
@@ -112,19 +118,37 @@ def publish(
             "the run's changes make no difference to the checked-out commit: nothing to publish",
             hint="the changes may already be on the base branch",
         )
-    if spec.sign_commits:
-        if spec.author is not None:  # GitHub signs only commits that name no author
-            warn("sign-commits: the commit is by the token's identity; `author` is ignored")
-        head = _push_through_api(repo_dir, built, spec, api)
-    else:
-        head = commit_tree(repo_dir, built, spec.commit_message, spec.author)
-        push_commit(repo_dir, target.clone_url, target.token, head, spec.branch)
-    pull, created = api.upsert_pull(
-        branch=spec.branch, base=spec.base, title=spec.title, body=spec.body, draft=spec.draft
-    )
+    if spec.sign_commits and spec.author is not None:  # GitHub signs commits without one
+        warn("sign-commits: the commit is by the token's identity; `author` is ignored")
+    local = None if spec.sign_commits else commit_tree(repo_dir, built, spec.commit_message,
+                                                       spec.author)  # fmt: skip
+    try:
+        if local is None:
+            head = _push_through_api(repo_dir, built, spec, api)
+        else:
+            push_commit(repo_dir, target.clone_url, target.token, local, spec.branch)
+            head = local
+        pull, created = api.upsert_pull(
+            branch=spec.branch, base=spec.base, title=spec.title, body=spec.body, draft=spec.draft
+        )
+    except PublishError as exc:
+        _keep_locally(repo_dir, built, spec, local, exc)
+        raise
     log.info("publish.pull", number=pull.number, created=created, branch=spec.branch, head=head)
     draft = _finish_pull(api, pull, spec, created=created, warn=warn)
     return PrInfo(pull.url, pull.number, spec.branch, draft, "created" if created else "updated")
+
+
+def _keep_locally(
+    repo_dir: Path, built: BuiltTree, spec: PullRequestSpec, local: str | None, exc: PublishError
+) -> None:
+    """Leave the commit on a local branch and say where in ``exc``'s hint."""
+    try:
+        commit = local or commit_tree(repo_dir, built, spec.commit_message, spec.author)
+    except PublishError:
+        return  # the changes are still in the working tree; the first error is the story
+    where = keep_commit(repo_dir, spec.branch, commit)
+    exc.hint = f"{exc.hint}; {where}" if exc.hint else where
 
 
 def _warner(on_warning: Warn | None) -> Warn:

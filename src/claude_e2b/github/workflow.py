@@ -48,13 +48,16 @@ class Workflow:
     """Writes workflow commands to the log when running on GitHub Actions.
 
     Annotations past ``MAX_ANNOTATIONS`` of one kind are not emitted (GitHub would
-    drop them): their messages are kept in ``overflow`` for the job summary.
+    drop them): their messages are kept in ``overflow`` for the job summary. The
+    same message is annotated once (the live view and the end of the run both
+    report a run's warnings).
     """
 
     enabled: bool = False
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     overflow: list[str] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     def _emit(self, line: str) -> None:
         if self.enabled:
@@ -62,8 +65,9 @@ class Workflow:
             self.stream.flush()
 
     def _annotate(self, kind: str, message: str, title: str) -> None:
-        if not self.enabled:
+        if not self.enabled or (kind, message) in self._seen:
             return
+        self._seen.add((kind, message))
         count = self._counts.get(kind, 0) + 1
         self._counts[kind] = count
         if count > MAX_ANNOTATIONS:

@@ -88,6 +88,9 @@ class Skipped:
     reason: str
 
 
+SECRET_REFUSAL = "secret"  # noqa: S105 - how a reason for a refused secret begins
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     """What reached the checkout and what was refused."""
@@ -98,6 +101,11 @@ class ApplyResult:
     def skipped_result_list(self) -> list[dict[str, str]]:
         """Return the "skipped_changes" list of result.json."""
         return [{"path": item.path, "reason": item.reason} for item in self.skipped]
+
+    @property
+    def refused_secrets(self) -> bool:
+        """Whether a change was refused because it holds a secret (in its content or name)."""
+        return any(item.reason.startswith(SECRET_REFUSAL) for item in self.skipped)
 
 
 @dataclass(frozen=True)
@@ -276,7 +284,16 @@ def _static_problem(change: Change, policy: ApplyPolicy) -> str | None:
             return problem if path == change.path else f"{problem}: {path!r}"
     if change.link_target is not None:
         return link_problem(change.path, change.link_target)
-    return None
+    return _name_secret_problem(change, policy)
+
+
+def _name_secret_problem(change: Change, policy: ApplyPolicy) -> str | None:
+    """A file name that holds a secret would publish it in the commit and the PR."""
+    if policy.secret_check is None:
+        return None
+    names = "\n".join(p for p in (change.path, change.old_path) if p)
+    rules = policy.secret_check(names.encode("utf-8", "surrogateescape"), "")
+    return f"{SECRET_REFUSAL} in the file name: {', '.join(rules)}" if rules else None
 
 
 def _accept_on_runner(checkout: Path, changes: list[Change], run: _Run) -> list[Change]:
@@ -328,7 +345,7 @@ def _secret_problem(path: str, content: Staged, policy: ApplyPolicy) -> str | No
     if policy.secret_check is None or content.staged is None:
         return None
     rules = policy.secret_check(content.staged.read_bytes(), path)
-    return f"secret: {', '.join(rules)}" if rules else None
+    return f"{SECRET_REFUSAL}: {', '.join(rules)}" if rules else None
 
 
 def _plan_problem(

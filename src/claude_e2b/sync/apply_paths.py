@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 _GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.FORCEUNIX
 _DOTGIT_NAMES = (".git", "git~1")
 _FORMAT = "Cf"  # zero-width spaces and joiners, bidi controls, BOM, soft hyphen...
+# Longer or deeper paths break the runner's tools: PATH_MAX for whatever opens a file
+# by name, and Python's recursion limit for tree walks (shutil.rmtree on 3.11).
+_MAX_PATH_BYTES = 4095
+_MAX_DEPTH = 255
 
 
 def _drop_format(text: str) -> str:
@@ -70,6 +74,11 @@ def path_problem(path: str) -> str | None:
         return "absolute path"
     if "\\" in path:
         return "backslash in path (a separator on Windows)"
+    if (
+        len(path.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES
+        or path.count("/") >= _MAX_DEPTH
+    ):
+        return f"path is over {_MAX_PATH_BYTES} bytes or {_MAX_DEPTH} directories deep"
     return _segment_problem(path.split("/"))
 
 

@@ -3,8 +3,9 @@
 Every write walks the checkout from a descriptor of its root, one directory at a
 time, each opened ``O_NOFOLLOW``: no symlink, old or new, can redirect a write
 outside the checkout. Files are written to a temporary name and renamed over the
-old one, so a reader never sees half a file. A rename's old path is backed up
-first and put back when its new path cannot be written: nothing is lost.
+old one, so a reader never sees half a file. A rename's old path, and whatever a
+new symlink replaces, is backed up first and put back when the change cannot be
+kept (its new path cannot be written, or the link resolves outside): nothing is lost.
 
 Raises:
     SyncError: the checkout cannot be opened.
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_BACKUP_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 @dataclass
@@ -61,11 +63,10 @@ def write_changes(
     try:
         ready = [c for c in changes if writer.remove_old(c)]
         _prune(root, removed_paths(ready))
-        written = [c for c in ready if writer.write_new(c)]
-        writer.result.applied = [c for c in written if writer.link_stays_inside(checkout, c)]
+        kept = writer.settle(checkout, [c for c in ready if writer.write_new(c)])
     finally:
         os.close(root)
-    return writer.result
+    return writer.written(kept)
 
 
 def removed_paths(changes: Iterable[Change]) -> Iterable[str]:
@@ -78,29 +79,38 @@ def removed_paths(changes: Iterable[Change]) -> Iterable[str]:
 
 
 @dataclass
+class _Failure:
+    """A change that could not be kept; ``settled`` once its old path is dealt with."""
+
+    change: Change
+    reason: str
+    settled: bool = False
+
+
+@dataclass
 class _Writer:
-    """One pass of writes from the checkout's root descriptor, with the renames' backups."""
+    """One pass of writes from the checkout's root descriptor, with the backups to undo them."""
 
     root: int
     contents: Mapping[str, Staged]
     staging: Path
-    backups: dict[str, Staged | None] = field(default_factory=dict)
-    result: Written = field(default_factory=Written)
+    backups: dict[str, Staged | None] = field(default_factory=dict)  # old paths removed
+    replaced: dict[str, Staged | None] = field(default_factory=dict)  # under new symlinks
+    failures: list[_Failure] = field(default_factory=list)
 
     def remove_old(self, change: Change) -> bool:
-        """Delete a deleted path, or a rename's old path after backing it up."""
+        """Delete a deleted path, or the old path of a change that writes a new one, backed up."""
         old = change.path if change.status == "deleted" else change.old_path
         if old is None:
             return True
         try:
-            if change.status == "renamed":
+            if change.status != "deleted":  # a new path follows: keep the old one until it lands
                 self.backups[old] = _backup(self.root, old, self.staging)
             _delete(self.root, old)
         except OSError as exc:
             kept = "" if old == change.path else f" (renamed from {old!r}, which was kept)"
-            self.result.failed.append(
-                (change.path, f"could not delete {old!r}: {os_reason(exc)}{kept}")
-            )
+            reason = f"could not delete {old!r}: {os_reason(exc)}{kept}"
+            self.failures.append(_Failure(change, reason, settled=True))
             return False
         return True
 
@@ -108,12 +118,39 @@ class _Writer:
         if not change.has_content:
             return True
         try:
+            if change.mode == MODE_SYMLINK:
+                # The link may have to be taken back (see settle): keep what it replaces.
+                self.replaced[change.path] = _backup(self.root, change.path, self.staging)
             _write(self.root, change.path, self.contents[change.path])
         except OSError as exc:
-            reason = f"could not write: {os_reason(exc)}{self._restore(change)}"
-            self.result.failed.append((change.path, reason))
+            self.failures.append(_Failure(change, f"could not write: {os_reason(exc)}"))
             return False
         return True
+
+    def settle(self, checkout: Path, kept: list[Change]) -> list[Change]:
+        """Restore what failed changes removed, take back links that leave; until it holds.
+
+        Each restore or take-back can change where another link resolves, so the
+        links are checked again on the tree as it then is.
+        """
+        while True:
+            self._restore_failed(kept)
+            leaving = {c.path: why for c in kept if (why := _link_problem(checkout, c))}
+            if not leaving:
+                return kept
+            for change in kept:
+                if change.path in leaving:
+                    self._take_back(change, leaving[change.path])
+            kept = [c for c in kept if c.path not in leaving]
+
+    def _restore_failed(self, kept: list[Change]) -> None:
+        landed = {c.path for c in kept if c.has_content}
+        for failure in self.failures:
+            old = failure.change.old_path
+            if failure.settled or old in landed:
+                continue  # another change's new content there stays
+            failure.reason += self._restore(failure.change)
+            failure.settled = True
 
     def _restore(self, change: Change) -> str:
         """Put a rename's old path back after its new path failed: nothing is lost."""
@@ -126,18 +163,44 @@ class _Writer:
             return f"; the old path {change.old_path!r} could not be restored: {os_reason(exc)}"
         return f" (renamed from {change.old_path!r}, which was restored)"
 
-    def link_stays_inside(self, checkout: Path, change: Change) -> bool:
-        """Check a new symlink as the kernel resolves it, through every other link."""
-        if change.mode != MODE_SYMLINK:
-            return True
-        root = os.path.realpath(checkout)
-        resolved = os.path.realpath(checkout / change.path)
-        if resolved == root or resolved.startswith(root + os.sep):
-            return True
+    def _take_back(self, change: Change, why: str) -> None:
+        """Remove a new symlink that may not stay; put back what it replaced."""
+        reason = f"symlink {why}: removed"
         with suppress(OSError):
-            (checkout / change.path).unlink()
-        self.result.failed.append((change.path, "symlink resolves outside the checkout: removed"))
-        return False
+            _delete(self.root, change.path)
+        before = self.replaced.get(change.path)
+        if before is not None:
+            try:
+                _write(self.root, change.path, before)
+            except OSError as exc:
+                reason += f"; what it replaced could not be restored: {os_reason(exc)}"
+            else:
+                reason += "; what it replaced was restored"
+        self.failures.append(_Failure(change, reason))
+
+    def written(self, kept: list[Change]) -> Written:
+        """The result: the changes kept, and every failure with its reason."""
+        result = Written(applied=list(kept))
+        for failure in self.failures:
+            old = failure.change.old_path
+            if not failure.settled and old is not None:
+                failure.reason += f" (renamed from {old!r}, which another change wrote)"
+            result.failed.append((failure.change.path, failure.reason))
+        return result
+
+
+def _link_problem(checkout: Path, change: Change) -> str | None:
+    """Say why a new symlink, resolved through every other link, may not stay; or None."""
+    if change.mode != MODE_SYMLINK:
+        return None
+    root = os.path.realpath(checkout)
+    try:
+        resolved = os.path.realpath(checkout / change.path)
+    except RecursionError:  # realpath recurses once per link it follows
+        return "is a chain of links too long to follow"
+    if resolved == root or resolved.startswith(root + os.sep):
+        return None
+    return "resolves outside the checkout"
 
 
 def _open_parent(root: int, path: str, *, create: bool) -> int:
@@ -198,16 +261,31 @@ def _delete(root: int, path: str) -> None:
 
 
 def _backup(root: int, path: str, staging: Path) -> Staged | None:
-    parent = _open_parent(root, path, create=False)
+    """Copy what is at ``path`` to ``staging``; None when nothing is there.
+
+    Raises:
+        OSError: it cannot be read, or is a directory, a FIFO or another special file.
+
+    """
+    try:
+        parent = _open_parent(root, path, create=False)
+    except FileNotFoundError:
+        return None
     name = path.rsplit("/", 1)[-1]
     try:
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
         if stat.S_ISLNK(info.st_mode):
             return Staged(kind="symlink", target=os.readlink(name, dir_fd=parent))
-        staged = staging / f"backup-{secrets.token_hex(8)}"
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        with os.fdopen(fd, "rb") as source, staged.open("wb") as out:
-            shutil.copyfileobj(source, out)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory in the checkout")
+        # Non-blocking: a FIFO swapped in after the stat must not hang the open.
+        fd = os.open(name, _BACKUP_FLAGS, dir_fd=parent)
+        with os.fdopen(fd, "rb") as source:
+            if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file in the checkout")
+            staged = staging / f"backup-{secrets.token_hex(8)}"
+            with staged.open("wb") as out:
+                shutil.copyfileobj(source, out)
         return Staged(kind="file", staged=staged, mode=stat.S_IMODE(info.st_mode))
     except FileNotFoundError:
         return None

@@ -3,6 +3,11 @@
 The sandbox is reached only through a command runner, so this module builds the
 bash scripts to run there and parses what they print; it never runs anything.
 
+Both scripts are idempotent: run again (``SandboxSession.run(..., idempotent=True)``)
+they give the same answer, and what they write (the archive; the detect output when
+given a path) appears whole or not at all, under its name only once complete, so an
+earlier try still running beside a retry cannot leave half a file behind.
+
 Detection stages the whole worktree into a *temporary* index (``GIT_INDEX_FILE``)
 so the agent's own index and history are untouched, and diffs that index against
 the baseline commit made at upload. Diffing against the baseline rather than
@@ -123,7 +128,8 @@ if ! git cat-file -e "$baseline^{{commit}}" 2>/dev/null; then
   exit 3
 fi
 work=$(mktemp -d)
-trap 'rm -rf -- "$work"' EXIT
+part=
+trap 'rm -rf -- "$work"; [ -z "$part" ] || rm -f -- "$part"' EXIT
 export GIT_INDEX_FILE="$work/index"
 # The index saved at the baseline commit is a stat cache: with it, git hashes only the
 # files whose stat changed. Missing or unreadable, every file is hashed: same answer.
@@ -149,11 +155,14 @@ done < "$work/raw"
 sort -u "$work/shas" | git cat-file --batch-check > "$work/sizes"
 sort -u "$work/links" | git cat-file --batch > "$work/targets"
 emit() {{ printf '%s %s\n' "$1" "$(wc -c < "$2" | tr -d ' ')"; cat -- "$2"; }}
+out={output}
+if [ -n "$out" ]; then part="$out.part.$$"; exec 3>&1 > "$part"; fi
 printf 'claude-e2b-detect 1\n'
 emit raw "$work/raw"
 emit numstat "$work/numstat"
 emit sizes "$work/sizes"
 emit targets "$work/targets"
+if [ -n "$out" ]; then exec 1>&3 3>&-; mv -f -- "$part" "$out"; fi
 """
 
 # tar flags, and why: --null/--verbatim-files-from read names as given (a name may
@@ -165,30 +174,36 @@ export LC_ALL=C
 cd -- {repo}
 list={list_path}
 archive={archive}
+part="$archive.part.$$"
+trap 'rm -f -- "$part"' EXIT
 pack() {{
   tar --null --verbatim-files-from --no-recursion --hard-dereference --format=gnu \
     -cf - -T "$list"
 }}
 if command -v zstd > /dev/null 2>&1; then
   format=zstd
-  pack | zstd -q -3 -T0 -f -o "$archive"
+  pack | zstd -q -3 -T0 -f -o "$part"
 else
   format=gzip
-  pack | gzip -6 > "$archive"
+  pack | gzip -6 > "$part"
 fi
+sum=$(sha256sum < "$part" | cut -d ' ' -f 1)
+size=$(wc -c < "$part" | tr -d ' ')
+mv -f -- "$part" "$archive"
 printf 'format %s\n' "$format"
-printf 'sha256 %s\n' "$(sha256sum < "$archive" | cut -d ' ' -f 1)"
-printf 'bytes %s\n' "$(wc -c < "$archive" | tr -d ' ')"
+printf 'sha256 %s\n' "$sum"
+printf 'bytes %s\n' "$size"
 """
 
 
-def detect_script(repo_dir: str, baseline: str, stat_cache: str = "") -> str:
+def detect_script(repo_dir: str, baseline: str, stat_cache: str = "", output_path: str = "") -> str:
     """Return the bash script that prints the changes since ``baseline`` in ``repo_dir``.
 
     Run it with ``bash -c`` (or as a file) in the sandbox; feed its stdout, as
     bytes, to :func:`parse_detect_output`. It exits 3 when the baseline is gone.
     ``stat_cache`` names a copy of the index written with the baseline commit: it
     spares hashing every unchanged file. The result is the same without it.
+    ``output_path``: write the output to that file instead (whole, or not at all).
 
     Raises:
         InternalError: ``baseline`` is not a full commit id.
@@ -201,6 +216,7 @@ def detect_script(repo_dir: str, baseline: str, stat_cache: str = "") -> str:
         baseline=baseline,
         diff=_DIFF,
         stat_cache=shlex.quote(stat_cache),
+        output=shlex.quote(output_path),
     )
 
 

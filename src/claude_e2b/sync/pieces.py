@@ -20,20 +20,20 @@ import hashlib
 import queue
 import shlex
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from claude_e2b.errors import SandboxError, SyncError
+from claude_e2b.errors import SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import SandboxSession
 from claude_e2b.sync.gitpack import Pack
 from claude_e2b.sync.upload_scripts import verify_script
 
-FILE_ATTEMPTS = 4
-RETRY_DELAY_S = 0.5
 COMMAND_TIMEOUT_S = 600.0
 READ_BLOCK = 2**20
+# Told the bytes of each file of a piece once it is up (for a progress bar).
+SentHook = Callable[[int], None]
 
 log = get_logger(__name__)
 
@@ -102,18 +102,23 @@ def pack_piece(pack: Pack, number: int) -> Piece:
 
 
 class Sender(threading.Thread):
-    """Uploads queued pieces and notes in order; remembers the pieces for verification."""
+    """Uploads queued pieces and notes in order; remembers the pieces for verification.
+
+    ``on_sent`` is called from this thread with the size of each file sent.
+    """
 
     def __init__(
         self,
         session: SandboxSession,
         remote_dir: str,
         inbox: queue.Queue[Outgoing | None],
+        on_sent: SentHook | None = None,
     ) -> None:
         super().__init__(name="claude-e2b-upload", daemon=True)
         self._session = session
         self._remote_dir = remote_dir
         self._inbox = inbox
+        self._on_sent = on_sent
         self.sent: list[Piece] = []
         self.retries = 0
         self.error: BaseException | None = None
@@ -135,32 +140,33 @@ class Sender(threading.Thread):
         if isinstance(outgoing, Note):
             self._session.write_file(f"{self._remote_dir}/{outgoing.name}", outgoing.text.encode())
             return
-        self.retries += send_piece(self._session, self._remote_dir, outgoing)
+        self.retries += send_piece(self._session, self._remote_dir, outgoing, self._on_sent)
         self.sent.append(outgoing)
 
 
 def send_file(session: SandboxSession, remote_dir: str, file: PieceFile) -> int:
-    """Upload one file, retrying it alone; return how often it was resent.
+    """Upload one file; returns 0 (resent files are counted by ``resend_bad``).
 
-    Raises SandboxError when the last attempt fails.
+    The session retries a failed write of it alone (a whole-file write is
+    idempotent: the file is rewound). Raises SandboxError when its retries give up.
     """
-    for attempt in range(1, FILE_ATTEMPTS + 1):
-        try:
-            with file.path.open("rb") as data:
-                session.write_file(f"{remote_dir}/{file.name}", data)
-        except SandboxError as exc:
-            if attempt == FILE_ATTEMPTS:
-                raise
-            log.warning("upload.file_retry", file=file.name, attempt=attempt, error=str(exc))
-            time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
-        else:
-            return attempt - 1
-    raise AssertionError("unreachable")  # pragma: no cover
+    with file.path.open("rb") as data:
+        session.write_file(f"{remote_dir}/{file.name}", data)
+    return 0
 
 
-def send_piece(session: SandboxSession, remote_dir: str, piece: Piece) -> int:
-    """Upload a piece's files, then its sums file (which says "complete" to the sandbox)."""
-    retries = sum(send_file(session, remote_dir, file) for file in piece.files)
+def send_piece(
+    session: SandboxSession, remote_dir: str, piece: Piece, on_sent: SentHook | None = None
+) -> int:
+    """Upload a piece's files, then its sums file (which says "complete" to the sandbox).
+
+    ``on_sent`` hears each file's size once it is up; returns how many were resent.
+    """
+    retries = 0
+    for file in piece.files:
+        retries += send_file(session, remote_dir, file)
+        if on_sent is not None:
+            on_sent(file.size)
     session.write_file(f"{remote_dir}/{piece.sums_name}", piece.sums())
     return retries
 

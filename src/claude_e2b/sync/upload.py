@@ -33,6 +33,7 @@ import queue
 import shlex
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from claude_e2b.sync.pieces import (
     Outgoing,
     Piece,
     Sender,
+    SentHook,
     pack_piece,
     resend_bad,
 )
@@ -101,6 +103,8 @@ def upload_repository(
     zstd_level: int = ZSTD_LEVEL,
     stream_extract: bool = True,
     git_objects: bool = True,
+    on_sent: SentHook | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> UploadReport:
     """Send the selection into ``repo_dir`` in the sandbox and make the baseline commit.
 
@@ -108,13 +112,17 @@ def upload_repository(
     everything in the tar; so does a second try when git cannot make the packs).
     ``codec`` None asks the sandbox which one it can decompress (see probe_codec);
     ``stream_extract`` False takes the upload in only after all of it was sent
-    (slower; for measuring the phases apart). Raises SyncError when the files cannot
-    be verified or taken in, and the sandbox errors of the session.
+    (slower; for measuring the phases apart). For a progress bar, ``on_sent`` hears
+    the size of each file of a piece once it is up (from the sender thread; a pack
+    or chunk at a time, never per byte), and ``on_total`` the sum of them all once
+    the last piece is made — before the last ones are sent. Raises SyncError when
+    the files cannot be verified or taken in, and the sandbox errors of the session.
     """
     clock = _Phases()
     settings = _Settings(
-        repo_dir, work_dir, codec or probe_codec(session), chunk_bytes, zstd_level, stream_extract
-    )
+        repo_dir, work_dir, codec or probe_codec(session), chunk_bytes, zstd_level,
+        stream_extract, on_sent=on_sent, on_total=on_total,
+    )  # fmt: skip
     sent, resends, split = _transfer_or_tar(
         session, selection, settings, clock, git_objects=git_objects
     )
@@ -151,7 +159,7 @@ def probe_codec(session: SandboxSession) -> Codec:
 
 @dataclass(frozen=True)
 class _Settings:
-    """Where the upload goes and how it travels."""
+    """Where the upload goes, how it travels, and who hears of its progress."""
 
     repo_dir: str
     work_dir: str
@@ -159,6 +167,8 @@ class _Settings:
     chunk_bytes: int
     level: int
     stream_extract: bool
+    on_sent: SentHook | None = None
+    on_total: Callable[[int], None] | None = None
 
     @property
     def remote_dir(self) -> str:
@@ -243,7 +253,7 @@ def _make_and_send(
 ) -> _Sent:
     """Make the packs, then the tar of the other files, while a sender thread uploads them."""
     outbox: queue.Queue[Outgoing | None] = queue.Queue(maxsize=QUEUE_DEPTH)
-    sender = Sender(session, settings.remote_dir, outbox)
+    sender = Sender(session, settings.remote_dir, outbox, settings.on_sent)
     sender.start()
     spool = ChunkSpool(
         spool_dir / "chunks", outbox.put, settings.chunk_bytes, stopped=sender.failed
@@ -256,6 +266,8 @@ def _make_and_send(
             raw = Selection(split.root, split.raw, (), (), ())
             write_tar(raw, spool, spool_dir, settings.codec, settings.level)
         outbox.put(Note("CHUNKS", f"{spool.count}\n"))
+        if settings.on_total is not None:
+            settings.on_total(pack_bytes + spool.total)
     except SpoolStoppedError:
         pass
     finally:

@@ -9,7 +9,7 @@ Actions), or structured JSON lines for machines. :class:`NullView` shows nothing
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,6 +38,13 @@ class Transfer(Protocol):
     def set_total(self, total: int) -> None:
         """The total is known (or changed)."""
         ...
+
+
+def counted(chunks: Iterable[bytes], transfer: Transfer) -> Iterator[bytes]:
+    """``chunks`` unchanged, each one's size told to ``transfer`` as it passes (a download)."""
+    for chunk in chunks:
+        transfer.advance(len(chunk))
+        yield chunk
 
 
 class RunView(Protocol):

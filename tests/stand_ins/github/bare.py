@@ -88,6 +88,20 @@ class CommitObject:
     signed: bool
 
 
+# What github.com prints for a push to a protected branch (git adds "pre-receive hook declined").
+_PROTECT_HOOK = """#!/bin/sh
+status=0
+while read -r old new ref; do
+  if grep -qxF "$ref" "$GIT_DIR/protected-branches"; then
+    echo "error: GH006: Protected branch update failed for $ref." >&2
+    echo "error: Changes must be made through a pull request." >&2
+    status=1
+  fi
+done
+exit $status
+"""
+
+
 class BareRepo:
     """One bare repository on disk, driven with git plumbing."""
 
@@ -136,6 +150,17 @@ class BareRepo:
             ("receive.advertisePushOptions", "true"),
         ):
             self.run("config", key, value)
+
+    def protect(self, branch: str) -> None:
+        """Refuse pushes to ``branch`` as GitHub's branch protection does (a pre-receive hook
+        printing GH006), whoever pushes. The Git Data API is not affected."""
+        listed = self.path / "protected-branches"
+        names = set(listed.read_text().split()) if listed.exists() else set()
+        listed.write_text("".join(f"refs/heads/{n}\n" for n in sorted({*names, branch})))
+        hook = self.path / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(_PROTECT_HOOK)
+        hook.chmod(0o755)
 
     def import_from(self, source: Path) -> None:
         """Copy every branch and tag of the repository at ``source`` (a local path push)."""

@@ -228,6 +228,11 @@ class GitHubStandIn:
                 repo.default_branch = default_branch
                 repo.bare.set_head(default_branch)
 
+    def protect_branch(self, full_name: str, branch: str) -> None:
+        """Branch protection: git pushes to ``branch`` are refused with GitHub's GH006."""
+        with self.hub.lock:
+            self._repo(full_name).bare.protect(branch)
+
     def add_issue(self, full_name: str, title: str, body: str = "", *, user: str) -> int:
         """An open issue by ``user``; returns its number."""
         with self.hub.lock:

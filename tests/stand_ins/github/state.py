@@ -5,7 +5,8 @@ API both go through `Hub`. Permissions follow GitHub's two kinds of token:
 
 - ``app`` tokens (a workflow's GITHUB_TOKEN, installation tokens) act as a bot and are
   limited by their permission set (``contents``, ``pull-requests``, ``issues``, ``metadata``:
-  ``none``/``read``/``write``); denials are 403 "Resource not accessible by integration".
+  ``none``/``read``/``write``); denials are 403 "Resource not accessible by integration"
+  with ``X-Accepted-GitHub-Permissions`` naming what would do (``contents=write``).
 - ``user`` tokens act as the user, limited by the user's role on the repository
   (none < read < triage < write < maintain < admin).
 """
@@ -190,6 +191,12 @@ TRIAGE = Need(("issues", "pull-requests"), "write", "triage")
 WRITE_ISSUES = Need(("issues", "pull-requests"), "write", "write")
 
 
+def accepted_header(need: Need) -> dict[str, str]:
+    """GitHub's X-Accepted-GitHub-Permissions: each category alone will do (sets split by ;)."""
+    sets = "; ".join(f"{c.replace('-', '_')}={need.level}" for c in need.categories)
+    return {"X-Accepted-GitHub-Permissions": sets}
+
+
 class Hub:
     """All state, one lock, and the server's own addresses."""
 
@@ -261,7 +268,9 @@ class Hub:
             if max(levels) < APP_LEVELS.index(need.level):
                 if repo.private and need.level == "read":
                     raise ApiError(404, "Not Found")
-                raise ApiError(403, "Resource not accessible by integration")
+                raise ApiError(
+                    403, "Resource not accessible by integration", headers=accepted_header(need)
+                )
             return
         role = self.role(repo, token.login)
         if ROLES.index(role) < ROLES.index(need.role):

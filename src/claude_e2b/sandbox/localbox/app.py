@@ -6,13 +6,15 @@ server holds (it came through the launcher's ready pipe; see auth.py):
 - envd's routes — ``/files``, ``/process.Process/*``, ``/filesystem.Filesystem/*`` —
   need ``X-Access-Token``, exactly as envd in an E2B sandbox;
 - the control routes — E2B's ``/v2/sandboxes``, ``/sandboxes/{id}``,
-  ``/sandboxes/{id}/timeout`` (control.py) and our ``GET /localbox/info`` — need
-  ``X-API-Key``, exactly as E2B's API.
+  ``/sandboxes/{id}/timeout`` (control.py) and ours, ``GET /localbox/info`` and
+  ``POST /localbox/keep`` (the sandbox is to outlive the process that started it,
+  to its lifetime: ``BoxState.kept``) — need ``X-API-Key``, exactly as E2B's API.
 
 A request without the right one gets 401 and nothing runs. ``/health`` answers 204
 with no body to anyone. ``/localbox/faults`` (GET/POST, see faults.py) exists only
 when the server was started for tests (``--test-faults``); faults apply to envd's
-routes only, so a test can always reach the control routes to switch them off.
+routes only, so a test can always reach the control routes to switch them off
+(``kill_after_s`` aside: it ends the whole sandbox, as E2B's kill does).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class BoxState:
     """What the control routes report, and the switch that ends the sandbox.
 
     ``info()`` is also the registry entry, which is why no secret lives here.
+    ``kept``: the sandbox is to live on when the process that started it ends.
     """
 
     sandbox_id: str
@@ -53,6 +56,7 @@ class BoxState:
     template: str = "local"
     started_at: float = field(default_factory=time.time)
     end_at: float = 0.0
+    kept: bool = False
     shutdown: Callable[[str], None] = lambda _reason: None
 
     def info(self) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class BoxState:
             "end_at": iso(self.end_at),
             "root": str(self.root),
             "pid": self.pid,
+            "kept": self.kept,
         }
 
 
@@ -86,6 +91,7 @@ class LocalBoxApp:
     allow_root: bool = False
     test_faults: bool = False
     on_change: Callable[[], None] = lambda: None
+    _kill_timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._guard = Guard(self.credentials, allow_root=self.allow_root)
@@ -96,6 +102,8 @@ class LocalBoxApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if self._kill_timer is None and self.faults.kill_after_s > 0:
+            self._schedule_kill()
         try:
             if path == "/health":
                 await self._health(send)
@@ -116,9 +124,11 @@ class LocalBoxApp:
     async def _envd(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         await self._delay()
         if path == "/files":
-            await self.files(scope, receive, send)
+            limit = self.faults.take_download_drop() if scope["method"] == "GET" else 0
+            await self.files(scope, receive, _dropping(send, limit))
         elif path.startswith("/process.Process/"):
-            await self.process(scope, receive, self._maybe_dropping(path, send))
+            limit = self.faults.take_output_drop() if path in _STREAM_ROUTES else 0
+            await self.process(scope, receive, _dropping(send, limit))
         else:
             await self.filesystem(scope, receive, send)
 
@@ -134,24 +144,13 @@ class LocalBoxApp:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    def _maybe_dropping(self, path: str, send: Send) -> Send:
-        limit = self.faults.take_output_drop() if path in _STREAM_ROUTES else 0
-        if limit <= 0:
-            return send
-        sent = 0
-
-        async def dropping_send(message: Message) -> None:
-            nonlocal sent
-            sent += len(message.get("body", b""))
-            if sent > limit:
-                raise StreamDroppedError
-            await send(message)
-
-        return dropping_send
-
     async def _ours(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if (method, path) == ("GET", "/localbox/info"):
+            await send_json(send, 200, self.state.info())
+        elif (method, path) == ("POST", "/localbox/keep"):
+            self.state.kept = True
+            self.on_change()
             await send_json(send, 200, self.state.info())
         elif self.test_faults and path == "/localbox/faults" and method in {"GET", "POST"}:
             if method == "POST":
@@ -167,3 +166,31 @@ class LocalBoxApp:
             self.faults.update(body)
         except (ValueError, TypeError) as exc:
             raise EnvdHTTPError(400, str(exc)) from exc
+        if "kill_after_s" in body:
+            self._schedule_kill()
+
+    def _schedule_kill(self) -> None:
+        """Kill the sandbox ``kill_after_s`` from now (a fault); 0 calls a pending kill off."""
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+            self._kill_timer = None
+        if self.faults.kill_after_s > 0:
+            self._kill_timer = asyncio.get_running_loop().call_later(
+                self.faults.kill_after_s, self.state.shutdown, "killed by an injected fault"
+            )
+
+
+def _dropping(send: Send, limit: int) -> Send:
+    """``send``, cutting the connection once more than ``limit`` body bytes went (0: never)."""
+    if limit <= 0:
+        return send
+    sent = 0
+
+    async def dropping_send(message: Message) -> None:
+        nonlocal sent
+        sent += len(message.get("body", b""))
+        if sent > limit:
+            raise StreamDroppedError
+        await send(message)
+
+    return dropping_send

@@ -1,8 +1,9 @@
 """Who may call a local sandbox server: its two secrets, and the root user.
 
-At start the server makes two random secrets and hands them only to the process
-that started it, through the launcher's ready pipe — never on its command line,
-in its environment or in the registry:
+At start the server makes two random secrets and hands them to the process that
+started it, through the launcher's ready pipe — never on its command line or in
+its environment; the API key is also in its registry entry (0600, in the user's
+0700 state directory, out of every sandbox's view) for the user's other commands:
 
 - the API key, sent as ``X-API-Key`` (as to E2B's API): the control routes;
 - envd's access token, sent as ``X-Access-Token`` (as to envd in an E2B sandbox):

@@ -9,6 +9,8 @@ sandbox's id and envd access token, and ``kill``, ``set_timeout``, ``get_info`` 
   (seconds from now) replaces its lifetime, ``metadata`` is merged into its own.
   Other settings (``envVars``, ``network``, …) are accepted and not applied.
 - ``GET /v2/sandboxes`` — the sandbox, when the ``metadata`` and ``state`` filters match.
+- ``POST /v2/sandboxes/{id}/connect`` — "connect" (``Sandbox.connect`` from another
+  process): the id and access token again; a ``timeout`` only ever lengthens the lifetime.
 - ``GET /sandboxes/{id}`` · ``DELETE /sandboxes/{id}`` · ``POST /sandboxes/{id}/timeout``.
 
 Errors are E2B's JSON ``{"code": status, "message": …}``.
@@ -109,11 +111,17 @@ class ControlAPI:
         parts = path.strip("/").split("/")
         if parts[0] == "sandboxes" and len(parts) in {2, 3}:
             return await self._one(method, parts, receive, send)
+        if (method, parts[:2], parts[3:]) == ("POST", ["v2", "sandboxes"], ["connect"]):
+            self._check_id(parts[2])
+            return await self._connect(_object(await json_body(receive)), send)
         raise EnvdHTTPError(404, f"no route {method} {path}")
 
+    def _check_id(self, sandbox_id: str) -> None:
+        if sandbox_id != self._state.sandbox_id:
+            raise EnvdHTTPError(404, f"sandbox {sandbox_id} not found")
+
     async def _one(self, method: str, parts: list[str], receive: Receive, send: Send) -> None:
-        if parts[1] != self._state.sandbox_id:
-            raise EnvdHTTPError(404, f"sandbox {parts[1]} not found")
+        self._check_id(parts[1])
         route = (method, parts[2] if len(parts) == 3 else "")  # noqa: PLR2004 - /sandboxes/{id}/x
         if route == ("GET", ""):
             return await send_json(send, 200, self._detail())
@@ -138,7 +146,18 @@ class ControlAPI:
             self._set_lifetime(seconds)
         else:
             self._on_change()
-        answer = {
+        await send_json(send, 201, self._created())
+
+    async def _connect(self, body: dict[str, Any], send: Send) -> None:
+        """E2B's connect: a running sandbox's timeout only ever grows."""
+        seconds = _seconds(body, "timeout")
+        if seconds is not None and time.time() + seconds > self._state.end_at:
+            self._set_lifetime(seconds)
+        await send_json(send, 200, self._created())
+
+    def _created(self) -> dict[str, Any]:
+        """The answer to create and connect: the sandbox's id and envd's access token."""
+        return {
             "templateID": self._state.template,
             "sandboxID": self._state.sandbox_id,
             "clientID": CLIENT_ID,
@@ -146,7 +165,6 @@ class ControlAPI:
             "envdAccessToken": self._access_token,
             "domain": None,
         }
-        await send_json(send, 201, answer)
 
     def _set_lifetime(self, seconds: int) -> None:
         self._state.end_at = time.time() + seconds

@@ -5,12 +5,14 @@ size (python-multipart's streaming parser hands each part's bytes straight to it
 file). Files are opened through ``SandboxFS.locate`` (see safe_fs): by descriptors,
 so a symlink a command swaps in meanwhile cannot send a byte outside the sandbox.
 Errors are envd's JSON ``{"message", "code"}`` with the status the SDK maps:
-400 bad path or body, 401 unknown user, 404 missing file, 500 (injected) server error.
+400 bad path or body, 401 unknown user, 404 missing file, 507 no space left on the
+disk (as envd), and the statuses a test injects (faults.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import re
@@ -25,7 +27,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from . import safe_fs
-from .faults import Faults
+from .faults import DISK_FULL_MESSAGE, DISK_FULL_STATUS, Faults
 from .paths import PathEscapeError, SandboxFS, absolute
 
 if TYPE_CHECKING:
@@ -53,6 +55,24 @@ class EnvdHTTPError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+    @classmethod
+    def injected(cls, status: int, what: str) -> EnvdHTTPError:
+        """The answer of an injected fault (envd's own words for a full disk)."""
+        if status == DISK_FULL_STATUS:
+            return cls(status, DISK_FULL_MESSAGE)
+        return cls(status, f"injected {what} failure")
+
+
+@contextmanager
+def disk_full_as_507() -> Iterator[None]:
+    """Answer 507, as envd does, when the sandbox's disk is full."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in {errno.ENOSPC, errno.EDQUOT}:
+            raise EnvdHTTPError(DISK_FULL_STATUS, DISK_FULL_MESSAGE) from exc
+        raise
 
 
 async def send_json(send: Send, status: int, body: object) -> None:
@@ -139,6 +159,8 @@ class FilesAPI:
         params = query(scope)
         user = user_of(params)
         path = params.get("path", "")
+        if status := self._faults.take_download_error(self._sandbox_path(path, user)):
+            raise EnvdHTTPError.injected(status, "download")
         with self._readable(path, user) as (handle, name):
             size = os.fstat(handle.fileno()).st_size
             await send(_download_start(name, size))
@@ -202,8 +224,8 @@ class FilesAPI:
         """The writer for one multipart file (a failing one under an upload fault)."""
         if not path:
             raise EnvdHTTPError(400, "a multipart file without a path")
-        if self._faults.take_upload_error(self._sandbox_path(path, user)):
-            return _PartWriter.failing(self._sandbox_path(path, user))
+        if status := self._faults.take_upload_error(self._sandbox_path(path, user)):
+            return _PartWriter.failing(self._sandbox_path(path, user), status)
         return _PartWriter(self._target(path, user), self._sandbox_path(path, user))
 
     def _sandbox_path(self, path: str, user: str) -> str:
@@ -232,8 +254,8 @@ class FilesAPI:
 
     async def _write(self, path: str, user: str, chunks: AsyncIterator[bytes]) -> str:
         sandbox_path = self._sandbox_path(path, user)
-        if self._faults.take_upload_error(sandbox_path):
-            raise EnvdHTTPError(500, "injected upload failure")
+        if status := self._faults.take_upload_error(sandbox_path):
+            raise EnvdHTTPError.injected(status, "upload")
         writer = _PartWriter(self._target(path, user), sandbox_path)
         try:
             async for chunk in chunks:
@@ -324,24 +346,27 @@ def filename_of(disposition: bytes) -> str | None:
 
 
 class _PartWriter:
-    """Writes one uploaded file; a failing writer swallows data, then answers 500."""
+    """Writes one uploaded file; a failing writer swallows data, then answers its status."""
 
-    def __init__(self, handle: IO[bytes] | None, sandbox_path: str) -> None:
+    def __init__(self, handle: IO[bytes] | None, sandbox_path: str, status: int = 0) -> None:
         self._handle = handle
         self._path = sandbox_path
+        self._status = status
 
     @classmethod
-    def failing(cls, sandbox_path: str) -> _PartWriter:
-        return cls(None, sandbox_path)
+    def failing(cls, sandbox_path: str, status: int) -> _PartWriter:
+        return cls(None, sandbox_path, status)
 
     def write(self, data: bytes | memoryview) -> None:
         if self._handle is not None:
-            self._handle.write(data)
+            with disk_full_as_507():
+                self._handle.write(data)
 
     def close(self) -> str:
         if self._handle is None:
-            raise EnvdHTTPError(500, "injected upload failure")
-        self._handle.close()
+            raise EnvdHTTPError.injected(self._status, "upload")
+        with disk_full_as_507():
+            self._handle.close()
         return self._path
 
     def abort(self) -> None:

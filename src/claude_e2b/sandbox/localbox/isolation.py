@@ -55,6 +55,7 @@ from .netns import (
     plan_network,
     start_gate,
     start_slirp,
+    tun_usable,
 )
 from .paths import absolute, home_of
 
@@ -193,6 +194,7 @@ class Isolation:
             namespaces=self.mode != "plain",
             has_slirp=self.helpers.has("slirp4netns"),
             host_nets=host_networks(),
+            tun_ok=tun_usable(userns=self.mode == "userns"),
         )
         if self.net.warning:
             _log.warning("%s", self.net.warning)

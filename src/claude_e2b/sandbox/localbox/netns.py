@@ -239,7 +239,21 @@ def _routes(
     return routes
 
 
-def _refusal(policy: NetworkPolicy, namespaces: bool, has_slirp: bool) -> str | None:
+TUN_DEVICE = "/dev/net/tun"
+
+
+def tun_usable(*, userns: bool) -> bool:
+    """Whether slirp4netns can open the TUN device.
+
+    As root always; in a user namespace only when the device is open to this user
+    (Debian and Ubuntu make it 0666).
+    """
+    return not userns or os.access(TUN_DEVICE, os.R_OK | os.W_OK)
+
+
+def _refusal(
+    policy: NetworkPolicy, namespaces: bool, has_slirp: bool, *, tun_ok: bool = True
+) -> str | None:
     if not namespaces:
         return ("the local sandbox cannot isolate anything here: no namespaces (run it as "
                 "root, allow unprivileged user namespaces, or install util-linux), so its "
@@ -248,14 +262,24 @@ def _refusal(policy: NetworkPolicy, namespaces: bool, has_slirp: bool) -> str | 
         return ("the sandbox's internet access needs slirp4netns, which is not installed: "
                 "install it (apt-get install slirp4netns), or pass --no-internet to allow "
                 "only the --allow-out destinations")  # fmt: skip
+    if policy.internet and not tun_ok:
+        return (f"the sandbox's internet access needs slirp4netns to open {TUN_DEVICE}, "
+                "which this user may not (Debian and Ubuntu make it 0666; here it is not): "
+                f"`sudo chmod 0666 {TUN_DEVICE}`, run as root, or give the plan a `network:` "
+                "list (--no-internet: only those destinations are reached)")  # fmt: skip
     return None
 
 
 def plan_network(
-    policy: NetworkPolicy, *, namespaces: bool, has_slirp: bool, host_nets: Sequence[str]
+    policy: NetworkPolicy,
+    *,
+    namespaces: bool,
+    has_slirp: bool,
+    host_nets: Sequence[str],
+    tun_ok: bool = True,
 ) -> NetPlan:
     """The plan for ``policy`` on this machine. Raises NetworkRefusedError."""
-    refusal = _refusal(policy, namespaces, has_slirp)
+    refusal = _refusal(policy, namespaces, has_slirp, tun_ok=tun_ok)
     if refusal is not None and not policy.shared_fallback:
         raise NetworkRefusedError(
             f"{refusal}; or pass --shared-network to share this machine's network (the "

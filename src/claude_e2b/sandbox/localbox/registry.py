@@ -6,9 +6,11 @@ cannot clean up after itself). The directory is a parameter everywhere; its usua
 place, ``<state dir>/localbox``, is worked out here from an environment mapping the
 two edges hand in (``claude-e2b`` and a server started by hand), so they agree.
 
-Entries hold no secret (a server's keys travel only through its ready pipe), yet
-the directory is 0700 and each entry 0600: where sandboxes run, and as which
-pids, is nobody else's business.
+An entry holds the server's API key (the control routes': create, connect, kill,
+keep), so that the user's other commands — ``claude-e2b logs``, ``download``,
+``kill`` — can reach a sandbox their run started; the directory is 0700 and each
+entry 0600, in the user's state directory, which no sandbox sees (its root is its
+own). envd's access token is never written: ``connect`` hands it out, to the key.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ class LocalBoxInfo:
     metadata: Mapping[str, str]
     started_at: str
     end_at: str
+    api_key: str = field(default="", repr=False)  # the server's control API key
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LocalBoxInfo:
@@ -58,6 +61,7 @@ class LocalBoxInfo:
             metadata={str(k): str(v) for k, v in dict(data["metadata"]).items()},
             started_at=str(data["started_at"]),
             end_at=str(data["end_at"]),
+            api_key=str(data.get("api_key", "")),
         )
 
 

@@ -157,7 +157,14 @@ class Server:
         return self.isolation.owner_uid(user)
 
     def _name_of(self, uid: int) -> str:
+        """A file owner's name as the sandbox sees it (the server sees host uids).
+
+        In the userns mode every file the sandbox makes belongs to this server's own
+        uid on the host (its user and its root both map to it): they read as "user".
+        """
         if uid == self.identity.uid and self.mode != "plain":
+            return "user"
+        if self.mode == "userns" and uid == os.getuid():
             return "user"
         return "root" if uid == 0 else username(uid)
 
@@ -178,7 +185,10 @@ class Server:
         )
 
     def _publish(self) -> None:
-        write_entry(self.registry_dir, self.state.info())
+        # The API key goes into the registry entry (0600, in a 0700 directory of the
+        # user's, out of the sandbox's view) so that the user's other commands
+        # (`claude-e2b logs`, `download`, `kill`) can reach this sandbox too.
+        write_entry(self.registry_dir, {**self.state.info(), "api_key": self.credentials.api_key})
 
     def shutdown(self, reason: str) -> None:
         """End the sandbox: kill its processes first, so open streams end now."""
@@ -225,7 +235,7 @@ class Server:
             await asyncio.sleep(_TICK_S)
             if time.time() >= self.state.end_at:
                 self.shutdown("lifetime ended")
-            elif os.getppid() != self._parent:
+            elif os.getppid() != self._parent and not self.state.kept:
                 self.shutdown("parent process died")
             elif self._uvicorn is not None and self._uvicorn.should_exit:
                 self.shutdown("signalled")
