@@ -12,6 +12,7 @@ honest round trips; this module covers what a hostile sandbox can send back.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -28,6 +29,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from pytest_mock import MockerFixture
 
 from claude_e2b.errors import SyncError, UnsafeChangeError
 from claude_e2b.sync.apply import (
@@ -503,11 +505,15 @@ def assert_applied_as_announced(outcome: Outcome) -> None:
         return
     after = outcome.checkout_after
     written = {c.path for c in outcome.result.applied if c.has_content}
+    # A rename from d to d/f leaves d as the directory that holds the new path.
+    holding = {parent for path in written for parent in ancestors(path)}
     for change in outcome.result.applied:
         if change.status == "deleted" and change.path not in written:
             assert change.path not in after, change
         moved = change.status != "deleted" and change.old_path is not None
-        if moved and change.old_path not in written | {change.path}:
+        if moved and change.old_path in holding:
+            assert after[str(change.old_path)][0] == stat.S_IFDIR, change
+        elif moved and change.old_path not in written | {change.path}:
             assert change.old_path not in after, change
         if change.has_content:
             assert_written(outcome, change)
@@ -610,8 +616,27 @@ def file_change(path: str, mode: str = "100644", status: str = "added", **more: 
     return Change(**fields)  # type: ignore[arg-type]
 
 
+def renamed_under_itself(target: str) -> tuple[tuple[Change, ...], Crafted, Guard]:
+    """The checkout's symlink ``out`` renamed to a symlink ``out/canary`` to ``target``."""
+    changes_ = (
+        file_change("a.txt", bytes=0),
+        file_change("out/canary", "120000", "renamed", old_path="out", link_target=target),
+    )
+    return (
+        changes_,
+        Crafted((Member("out/canary", "symlink", link=target),), end_blocks=False),
+        Guard(),
+    )
+
+
 @fuzz(250)
 @given(scenarios())
+@example(renamed_under_itself("../outside")).via(
+    "a rename under its own old path, kept: the old path is now the new one's directory"
+)
+@example(renamed_under_itself("../outfile")).via(
+    "a rename under its own old path, taken back: the old symlink returns, no directory"
+)
 @example(
     (
         (file_change("keep.txt", "120000", "modified", link_target="out/.."),),
@@ -689,6 +714,75 @@ def test_a_rename_whose_old_path_is_rewritten_keeps_the_new_content() -> None:
         assert (checkout / "keep.txt").read_bytes() == b"new\n"
         (reason,) = [s.reason for s in outcome.result.skipped if s.path == "adir"]
         assert "which another change wrote" in reason
+
+
+@pytest.mark.parametrize("target", ["../outfile", "../outabs/sub"])
+def test_a_rename_under_its_old_path_taken_back_leaves_the_checkout_as_it_was(
+    target: str,
+) -> None:
+    """``out`` (a link) renamed to ``out/canary``, a link that leaves: ``out`` comes back whole.
+
+    The write made a directory ``out`` for the new link; taking the link back
+    removes that directory too, so the old symlink can be put back in its place.
+    """
+    with tempfile.TemporaryDirectory(prefix="crafted-") as tmp:
+        base = Path(tmp)
+        changes_, crafted, guard = renamed_under_itself(target)
+        outcome = build_and_apply(base, (changes_, crafted, guard))
+        assert_contained(outcome)
+        assert_accounted(outcome)
+        assert_applied_as_announced(outcome)
+        assert outcome.result is not None
+        assert outcome.result.applied == ()
+        assert outcome.checkout_after == outcome.checkout_before
+        (reason,) = [s.reason for s in outcome.result.skipped if s.path == "out/canary"]
+        assert reason == (
+            "symlink resolves outside the checkout: removed"
+            " (renamed from 'out', which was restored)"
+        )
+
+
+def test_a_rename_under_its_old_path_that_stays_makes_the_old_path_its_directory() -> None:
+    """``out`` (a link) renamed to ``out/canary``, a link that stays inside: applied."""
+    with tempfile.TemporaryDirectory(prefix="crafted-") as tmp:
+        base = Path(tmp)
+        outcome = build_and_apply(base, renamed_under_itself("../keep.txt"))
+        assert_contained(outcome)
+        assert_accounted(outcome)
+        assert_applied_as_announced(outcome)
+        assert outcome.result is not None
+        assert [c.path for c in outcome.result.applied] == ["out/canary"]
+        checkout = base / "checkout"
+        assert not (checkout / "out").is_symlink()
+        assert (checkout / "out").is_dir()
+        assert (checkout / "out" / "canary").read_bytes() == b"keep\n"
+
+
+def test_a_write_that_fails_removes_the_directories_it_made(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """A rename whose write fails after making its parents: no directory left, old path back."""
+    checkout = build_checkout(tmp_path)
+    crafted = Crafted((Member("new/deep/f.txt", "file", b"moved"),))
+    archive = write_archive(crafted, tmp_path / "a.zst", tmp_path / "outside")
+    changes_ = (file_change("new/deep/f.txt", status="renamed", old_path="keep.txt"),)
+    real_replace = os.replace
+
+    def full_disk_for_f(src: str, dst: str, **dir_fds: int) -> None:
+        if dst == "f.txt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst, **dir_fds)
+
+    mocker.patch.object(os, "replace", side_effect=full_disk_for_f)
+    outcome = run_apply(tmp_path, changes_, archive, ApplyPolicy(), crafted)
+    assert_contained(outcome)
+    assert outcome.result is not None
+    assert outcome.result.applied == ()
+    assert [s.reason for s in outcome.result.skipped] == [
+        "could not write: No space left on device (renamed from 'keep.txt', which was restored)"
+    ]
+    assert not (checkout / "new").exists()
+    assert outcome.checkout_after == outcome.checkout_before
 
 
 def test_a_long_chain_of_symlinks_is_taken_back_not_a_crash() -> None:

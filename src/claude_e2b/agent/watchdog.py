@@ -65,10 +65,7 @@ class Stop:
         if self.reason == "timeout":
             return f"the agent reached its time limit after {_minutes(self.elapsed_s)}"
         if self.reason == "cancelled":
-            return (
-                f"the run was cancelled after {_minutes(self.elapsed_s)} of the agent's work; "
-                "the agent was stopped and its work so far kept"
-            )
+            return f"the run was cancelled after {_minutes(self.elapsed_s)} of the agent's work"
         return f"the agent's running cost ${self.cost_usd:.4f} passed the budget"
 
 

@@ -6,6 +6,9 @@ outside the checkout. Files are written to a temporary name and renamed over the
 old one, so a reader never sees half a file. A rename's old path, and whatever a
 new symlink replaces, is backed up first and put back when the change cannot be
 kept (its new path cannot be written, or the link resolves outside): nothing is lost.
+The directories a write made for a change that is not kept are removed again
+(when empty) before anything is put back, so a rename from ``d`` to ``d/f`` that
+is refused finds ``d`` free for its old content.
 
 Raises:
     SyncError: the checkout cannot be opened.
@@ -96,6 +99,7 @@ class _Writer:
     staging: Path
     backups: dict[str, Staged | None] = field(default_factory=dict)  # old paths removed
     replaced: dict[str, Staged | None] = field(default_factory=dict)  # under new symlinks
+    made: dict[str, list[str]] = field(default_factory=dict)  # directories made per write
     failures: list[_Failure] = field(default_factory=list)
 
     def remove_old(self, change: Change) -> bool:
@@ -121,7 +125,7 @@ class _Writer:
             if change.mode == MODE_SYMLINK:
                 # The link may have to be taken back (see settle): keep what it replaces.
                 self.replaced[change.path] = _backup(self.root, change.path, self.staging)
-            _write(self.root, change.path, self.contents[change.path])
+            self.made[change.path] = _write(self.root, change.path, self.contents[change.path])
         except OSError as exc:
             self.failures.append(_Failure(change, f"could not write: {os_reason(exc)}"))
             return False
@@ -164,10 +168,15 @@ class _Writer:
         return f" (renamed from {change.old_path!r}, which was restored)"
 
     def _take_back(self, change: Change, why: str) -> None:
-        """Remove a new symlink that may not stay; put back what it replaced."""
+        """Remove a new symlink that may not stay, and the directories made for it.
+
+        What it replaced is put back; the old path of a rename is put back by
+        :meth:`settle` next, once the directories made for the link are gone.
+        """
         reason = f"symlink {why}: removed"
         with suppress(OSError):
             _delete(self.root, change.path)
+        _remove_empty_dirs(self.root, self.made.pop(change.path, []))
         before = self.replaced.get(change.path)
         if before is not None:
             try:
@@ -203,14 +212,17 @@ def _link_problem(checkout: Path, change: Change) -> str | None:
     return "resolves outside the checkout"
 
 
-def _open_parent(root: int, path: str, *, create: bool) -> int:
-    """Open the directory holding ``path``, refusing to pass through any symlink."""
+def _open_parent(root: int, path: str, *, create: bool, made: list[str] | None = None) -> int:
+    """Open the directory holding ``path``, refusing to pass through any symlink.
+
+    With ``create``, missing directories are made; each one made is added to ``made``.
+    """
     fd = os.dup(root)
+    parts = path.split("/")[:-1]
     try:
-        for part in path.split("/")[:-1]:
-            if create:
-                with suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=fd)
+        for depth, part in enumerate(parts, start=1):
+            if create and _make_dir(fd, part) and made is not None:
+                made.append("/".join(parts[:depth]))
             child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
@@ -220,21 +232,46 @@ def _open_parent(root: int, path: str, *, create: bool) -> int:
     return fd
 
 
-def _write(root: int, path: str, content: Staged) -> None:
-    parent = _open_parent(root, path, create=True)
+def _make_dir(parent: int, name: str) -> bool:
+    """Make the directory ``name`` in ``parent``; False when something is there already."""
+    try:
+        os.mkdir(name, 0o755, dir_fd=parent)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _write(root: int, path: str, content: Staged) -> list[str]:
+    """Write ``content`` at ``path``; return the directories made for it, outermost first.
+
+    When the write fails, the directories it made are removed again.
+    """
+    made: list[str] = []
+    try:
+        parent = _open_parent(root, path, create=True, made=made)
+        try:
+            _replace_at(parent, path.rsplit("/", 1)[-1], content)
+        finally:
+            os.close(parent)
+    except BaseException:
+        _remove_empty_dirs(root, made)
+        raise
+    return made
+
+
+def _replace_at(parent: int, name: str, content: Staged) -> None:
+    """Put ``content`` at ``name`` in ``parent`` through a temporary name."""
     temp = f".claude-e2b-{secrets.token_hex(6)}.tmp"
     try:
         if content.kind == "symlink" and content.target is not None:
             os.symlink(content.target, temp, dir_fd=parent)
         elif content.staged is not None:
             _write_temp_file(parent, temp, content)
-        os.replace(temp, path.rsplit("/", 1)[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
     except BaseException:
         with suppress(OSError):
             os.unlink(temp, dir_fd=parent)
         raise
-    finally:
-        os.close(parent)
 
 
 def _write_temp_file(parent: int, temp: str, content: Staged) -> None:
@@ -294,9 +331,13 @@ def _backup(root: int, path: str, staging: Path) -> Staged | None:
 
 
 def _prune(root: int, deleted: Iterable[str]) -> None:
-    """Remove directories our deletions left empty, deepest first, never the root."""
-    parents = {parent for path in deleted for parent in ancestors(path)}
-    for directory in sorted(parents, key=lambda d: d.count("/"), reverse=True):
+    """Remove directories our deletions left empty, never the root."""
+    _remove_empty_dirs(root, {parent for path in deleted for parent in ancestors(path)})
+
+
+def _remove_empty_dirs(root: int, directories: Iterable[str]) -> None:
+    """Remove those of ``directories`` that are empty, deepest first; keep the others."""
+    for directory in sorted(set(directories), key=lambda d: d.count("/"), reverse=True):
         with suppress(OSError):
             parent = _open_parent(root, directory, create=False)
             try:

@@ -64,7 +64,7 @@ from claude_e2b.view.text import duration, human_bytes, rate, safe, safe_lines, 
 if TYPE_CHECKING:
     from claude_e2b.result import RunResult
 
-NAME_WIDTH = 26
+NAME_WIDTH = 30  # "Starting the local sandbox" and a gap
 REFRESH_PER_SECOND = 8
 AGENT_INDENT = "    "
 _STATUS_MARK = {

@@ -248,6 +248,10 @@ def start_localbox(
             stderr=log,
             pass_fds=(write_fd,),
             env=server_env(host.environ),
+            # A session of its own: Ctrl-C on a terminal signals the whole foreground
+            # process group, and the sandbox must outlive that signal long enough for
+            # the run to collect the agent's work. It still dies with its parent.
+            start_new_session=True,
         )
     finally:
         os.close(write_fd)
