@@ -1,9 +1,12 @@
 """Deterministic synthetic repository for the sync benchmarks.
 
-    uv run python bench/gen_repo.py DIR [--size-mb 460] [--files 23000] [--seed 1]
-                                        [--history 200]
+    uv run python bench/gen_repo.py DIR [--shape mixed|small-text] [--size-mb N]
+                                        [--files N] [--seed 1] [--history 200]
 
-What it writes (the same bytes for the same arguments):
+Two shapes, so that the figures hold beyond one generator (``SHAPES`` has their
+default sizes).
+
+``mixed`` (the default; the same bytes for the same arguments):
 
 - about ``--files`` tracked files totalling about ``--size-mb`` MiB in nested
   directories; ~90 % source-like text (many small files, a few large generated
@@ -16,6 +19,16 @@ What it writes (the same bytes for the same arguments):
   ``*.o``) that must never be uploaded;
 - a git history of ``--history`` commits: the first adds everything, the rest
   edit, add, rename and delete a few files each (made with ``git fast-import``).
+
+``small-text``: a monorepo of source and generated text, ~22,000 files and
+~450 MiB (~470 MB), about 3:1 with ``zstd -3`` over the tar stream: packages of
+TypeScript/Python/Go/Java sources under one license header, generated protobuf
+code, JSON fixtures and lockfile-like records with hashes, Markdown docs; log-normal
+sizes (median ~8 KiB) and a few generated files of several MiB; no binaries, no
+ignored output. Its content and commits are deterministic (seeded, fixed dates), with
+the same history as ``mixed``; the repository is then cloned through a transport
+(``git clone --no-local file://…``) so its objects are in one pack as a CI checkout
+leaves them (the pack's layout is git's).
 
 A marker in ``.git`` records the arguments; an existing repository whose marker
 matches is reused as is.
@@ -31,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -328,24 +342,233 @@ def generate(repo: Path, size_mb: int, files: int, seed: int, history: int) -> d
     }
 
 
+# --- shape small-text: a monorepo of source and generated text -----------------------
+
+SMALL_TEXT_VERSION = 1
+_LICENSE = (
+    "Copyright 2024 The Monorepo Authors. All rights reserved.",
+    'Licensed under the Apache License, Version 2.0 (the "License");',
+    "you may not use this file except in compliance with the License.",
+    "You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0",
+    "Unless required by applicable law or agreed to in writing, software distributed",
+    'under the License is distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR',
+    "CONDITIONS OF ANY KIND, either express or implied.",
+)
+_MONO_TOP = ("packages", "services", "apps", "libs", "tools", "proto", "docs", "infra")
+_MONO_KINDS = (  # extension, what is in it, weight by count
+    (".ts", "source", 22),
+    (".tsx", "source", 8),
+    (".py", "source", 12),
+    (".go", "source", 10),
+    (".java", "source", 6),
+    (".css", "source", 3),
+    (".md", "docs", 7),
+    (".pb.go", "generated", 6),
+    (".graphql", "generated", 3),
+    (".json", "records", 10),
+    (".snap", "records", 6),
+    (".lock", "lockfile", 5),
+)
+_LARGE_KINDS = ((".pb.go", "generated"), (".json", "records"), (".lock", "lockfile"))
+_GO_ZERO = {"string": '""', "int64": "0", "bool": "false", "[]byte": "nil", "float64": "0"}
+
+
+def _mono_dirs(rng: random.Random, count: int) -> list[str]:
+    """Packages under a few top directories, each with nested source directories."""
+    dirs: list[str] = []
+    seen: set[str] = set()
+    for _ in range(count // 12):
+        package = f"{rng.choice(_MONO_TOP)}/{rng.choice(_WORDS)}-{rng.choice(_WORDS)}"
+        if package not in seen:
+            seen.add(package)
+            dirs.append(package)
+    while len(dirs) < count:
+        child = f"{rng.choice(dirs)}/{rng.choice(_WORDS)}"
+        if child.count("/") <= 6 and child not in seen:
+            seen.add(child)
+            dirs.append(child)
+    return dirs
+
+
+def _mono_plan(rng: random.Random, files: int, size_bytes: int) -> list[tuple[str, str, int]]:
+    """(path, kind, size) of every file: log-normal sizes, a few large generated files."""
+    dirs = _mono_dirs(rng, max(40, files // 18))
+    kinds = [(e, k) for e, k, w in _MONO_KINDS for _ in range(w)]
+    sizes = [max(40, int(rng.lognormvariate(9.0, 1.0))) for _ in range(files)]
+    large = set(rng.sample(range(files), max(1, files // 400)))
+    for i in large:
+        sizes[i] = int(rng.uniform(1, 4) * MiB)
+    scale = size_bytes / sum(sizes)
+    used: set[str] = set()
+    out: list[tuple[str, str, int]] = []
+    for i, size in enumerate(sizes):
+        ext, kind = rng.choice(_LARGE_KINDS if i in large else kinds)
+        while True:
+            path = f"{rng.choice(dirs)}/{'_'.join(rng.sample(_WORDS, rng.randint(1, 3)))}{ext}"
+            if path not in used:
+                used.add(path)
+                break
+        out.append((path, kind, max(16, min(int(size * scale), 8 * MiB))))
+    return out
+
+
+def _camel(rng: random.Random, words: int = 2) -> str:
+    return "".join(rng.choice(_WORDS).capitalize() for _ in range(words))
+
+
+def _mono_source(rng: random.Random, pool: bytes, size: int, ext: str) -> bytes:
+    """The license header, a few imports, then source-like lines."""
+    mark = "#" if ext == ".py" else "//"
+    lines = [f"{mark} {line}\n" for line in _LICENSE]
+    for _ in range(rng.randint(2, 10)):
+        if ext == ".py":
+            lines.append(f"from mono.{rng.choice(_WORDS)} import {_camel(rng)}\n")
+        else:
+            lines.append(f'import {{ {_camel(rng)} }} from "@mono/{rng.choice(_WORDS)}";\n')
+    head = "".join(lines).encode()
+    return (head + b"\n" + _text(rng, pool, max(0, size - len(head) - 1)))[:size]
+
+
+def _mono_generated(rng: random.Random, size: int, ext: str) -> bytes:
+    """Protobuf-like Go code or a GraphQL schema: the same few shapes, many names."""
+    parts: list[str] = []
+    have = 0
+    while have < size:
+        name = _camel(rng)
+        fields = [(_camel(rng), rng.choice(tuple(_GO_ZERO))) for _ in range(rng.randint(3, 9))]
+        if ext == ".graphql":
+            body = "".join(f"  {f[0].lower()}{f[1:]}: {t.title()}!\n" for f, t in fields)
+            block = f"type {name} implements Node {{\n  id: ID!\n{body}}}\n\n"
+        else:
+            tags = "".join(
+                f'\t{f} {t} `protobuf:"{rng.randrange(1, 30)},opt,name={f.lower()}"'
+                f' json:"{f.lower()},omitempty"`\n'
+                for f, t in fields
+            )
+            getters = "".join(
+                f"func (x *{name}) Get{f}() {t} {{\n\tif x != nil {{\n\t\treturn x.{f}\n"
+                f"\t}}\n\treturn {_GO_ZERO[t]}\n}}\n\n"
+                for f, t in fields
+            )
+            block = f"type {name} struct {{\n{tags}}}\n\n{getters}"
+        parts.append(block)
+        have += len(block)
+    return "".join(parts).encode()[:size]
+
+
+def _mono_records(rng: random.Random, size: int, hashed: float) -> bytes:
+    """JSON-like records (fixtures, snapshots, lockfiles); ``hashed`` of them carry a hash."""
+    parts: list[str] = []
+    have = 0
+    while have < size:
+        name = f"{rng.choice(_WORDS)}_{rng.choice(_WORDS)}"
+        record = (
+            f'  {{"id": {rng.randrange(10**6)}, "name": "{name}",'
+            f' "kind": "{rng.choice(_WORDS)}", "version": "{rng.randrange(9)}.{rng.randrange(40)}'
+            f'.{rng.randrange(20)}", "count": {rng.randrange(1000)}'
+        )
+        if rng.random() < hashed:
+            record += f', "integrity": "sha512-{rng.randbytes(48).hex()}"'
+        record += "},\n"
+        parts.append(record)
+        have += len(record)
+    return "".join(parts).encode()[:size]
+
+
+def _mono_content(rng: random.Random, pool: bytes, kind: str, path: str, size: int) -> bytes:
+    ext = path[path.index(".", path.rindex("/")) :]
+    if kind == "source":
+        return _mono_source(rng, pool, size, ext)
+    if kind == "generated":
+        return _mono_generated(rng, size, ext)
+    if kind == "records":
+        return _mono_records(rng, size, hashed=0.2)
+    if kind == "lockfile":
+        return _mono_records(rng, size, hashed=1.0)
+    return _text(rng, pool, size)
+
+
+def generate_small_text(
+    repo: Path, size_mb: int, files: int, seed: int, history: int
+) -> dict[str, object]:
+    """Write the small-text monorepo with its history, then clone it to ``repo`` through
+    a transport (``git clone --no-local file://``), as a CI checkout is made."""
+    rng = random.Random(seed)
+    plan = _mono_plan(rng, files, size_mb * MiB)
+    pool = _text_pool(rng, 48 * MiB)  # large: a file's lines rarely recur within zstd's window
+    source = repo.with_name(repo.name + ".source")
+    for path in (repo, source):
+        if path.exists():
+            shutil.rmtree(path)
+    source.mkdir(parents=True)
+    for path, kind, size in plan:
+        _write(source / path, _mono_content(rng, pool, kind, path, size))
+    _write(source / ".gitignore", b"node_modules/\ndist/\n*.log\n__pycache__/\n")
+    _write(source / "README.md", b"# Monorepo\n\n" + _text(rng, pool, 4000))
+    _git(source, "init", "-q", "-b", "main")
+    _git(source, "add", "-A")
+    _git(source, "commit", "-q", "--no-verify", "-m", "initial import")
+    if history > 1:
+        text_files = [(p, s) for p, k, s in plan if k in {"source", "docs"}]
+        _history(source, rng, pool, _Plan(text_files=text_files), history)
+    _git(source.parent, "clone", "-q", "--no-local", "-b", "main", f"file://{source}", str(repo))
+    shutil.rmtree(source)
+    tracked = _git(repo, "ls-files", "-z").count(b"\0")
+    kinds: dict[str, int] = {}
+    for _, kind, _ in plan:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return {"tracked_files": tracked, "kinds": kinds}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A repository shape: its generator and default arguments."""
+
+    generate: Callable[[Path, int, int, int, int], dict[str, object]]
+    size_mb: int
+    files: int
+    version: int
+
+
+SHAPES = {
+    "mixed": Shape(generate, 460, 23000, GENERATOR_VERSION),
+    "small-text": Shape(generate_small_text, 450, 22000, SMALL_TEXT_VERSION),
+}
+DEFAULT_SHAPE = "mixed"
+
+
 def ensure_repo(
-    repo: Path, *, size_mb: int = 460, files: int = 23000, seed: int = 1, history: int = 200
+    repo: Path,
+    *,
+    shape: str = DEFAULT_SHAPE,
+    size_mb: int | None = None,
+    files: int | None = None,
+    seed: int = 1,
+    history: int = 200,
 ) -> Path:
-    """Generate the repository at ``repo`` unless one with the same arguments is there."""
-    wanted = {
-        "version": GENERATOR_VERSION,
+    """Generate the repository at ``repo`` unless one with the same arguments is there.
+
+    ``size_mb`` and ``files`` default to the shape's.
+    """
+    kind = SHAPES[shape]
+    size_mb = kind.size_mb if size_mb is None else size_mb
+    files = kind.files if files is None else files
+    wanted: dict[str, object] = {
+        "version": kind.version,
         "size_mb": size_mb,
         "files": files,
         "seed": seed,
         "history": history,
     }
+    if shape != DEFAULT_SHAPE:  # the default's marker predates shapes: keep it reusable
+        wanted["shape"] = shape
     marker = repo / ".git" / MARKER
     if marker.exists():
         found = json.loads(marker.read_text())
         if {k: found.get(k) for k in wanted} == wanted:
             return repo
     started = time.monotonic()
-    stats = generate(repo, size_mb, files, seed, history)
+    stats = kind.generate(repo, size_mb, files, seed, history)
     seconds = round(time.monotonic() - started, 1)
     marker.write_text(json.dumps({**wanted, **stats, "seconds": seconds}, indent=2))
     print(f"generated {repo} in {seconds} s: {stats}", file=sys.stderr)
@@ -355,13 +578,15 @@ def ensure_repo(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dir", type=Path)
-    parser.add_argument("--size-mb", type=int, default=460)
-    parser.add_argument("--files", type=int, default=23000)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default=DEFAULT_SHAPE)
+    parser.add_argument("--size-mb", type=int, help="default: the shape's")
+    parser.add_argument("--files", type=int, help="default: the shape's")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--history", type=int, default=200, help="commits (1: just the import)")
     args = parser.parse_args()
     ensure_repo(
         args.dir.resolve(),
+        shape=args.shape,
         size_mb=args.size_mb,
         files=args.files,
         seed=args.seed,

@@ -8,6 +8,7 @@ in its own process as a user would type it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,13 +33,16 @@ def cli_json(args: list[str], env: dict[str, str]) -> object:
     return json.loads(done.stdout)
 
 
-def _start_run(repo: Path, plan: Path, out: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def _start_run(
+    repo: Path, plan: Path, out: Path, env: dict[str, str], *, own_group: bool = False
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "claude_e2b", *run_args(repo, plan, out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_group,
     )
 
 
@@ -222,19 +226,24 @@ def test_the_limit_refuses_the_next_sandbox_with_a_clear_message(tmp_path, cli_e
         run.wait(60)
 
 
-def test_sigint_collects_applies_and_reports_cancelled(tmp_path, cli_env, slow_api):
+@pytest.mark.parametrize("to", ["process", "group"])
+def test_sigint_collects_applies_and_reports_cancelled(tmp_path, cli_env, slow_api, to):
     """SIGINT mid-agent: exit 130 within 10 s, partial work applied, status cancelled,
-    nothing left running; the history says cancelled too."""
+    nothing left running; the history says cancelled too. "group": to the whole process
+    group, as Ctrl-C on a terminal sends it (the sandbox server must not die of it)."""
     repo = make_repo(tmp_path / "repo")
     plan = _write_plan(repo, "timeout-minutes: 5\n")
     out = tmp_path / "out"
     cli_env["ANTHROPIC_BASE_URL"] = slow_api.url
-    run = _start_run(repo, plan, out, cli_env)
+    run = _start_run(repo, plan, out, cli_env, own_group=to == "group")
     try:
         entry = _wait_for(lambda: _ticking(tmp_path, cli_env), "the agent ticks")
         sandbox_pids = {entry["pid"]} | _descendants(entry["pid"])
         sent = time.monotonic()
-        run.send_signal(signal.SIGINT)
+        if to == "group":
+            os.killpg(run.pid, signal.SIGINT)
+        else:
+            run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=30)
         took = time.monotonic() - sent
     finally:
