@@ -27,8 +27,9 @@ from claude_e2b.collect import (
 )
 from claude_e2b.config import SANDBOX_WORK_DIR
 from claude_e2b.errors import ConfigError, SandboxError
+from claude_e2b.sandbox import SandboxSummary
 from claude_e2b.sandbox.localbox.launcher import list_localboxes
-from claude_e2b.sandbox.session import SandboxSession, SandboxSummary, attach_session
+from claude_e2b.sandbox.session import SandboxSession, attach_session
 from claude_e2b.store import RunRecord
 from claude_e2b.sync.apply import ApplyPolicy, ApplyResult, apply_changes, git_ignored
 from claude_e2b.sync.changes import Change, Changeset

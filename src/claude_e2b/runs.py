@@ -12,21 +12,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from claude_e2b.config import RunConfig
 from claude_e2b.errors import ConfigError, SandboxError
 from claude_e2b.log import get_logger
 from claude_e2b.result import RunResult
-from claude_e2b.sandbox import Backend
+from claude_e2b.sandbox import Backend, SandboxSummary
 from claude_e2b.sandbox.limits import SandboxLimits, check_limits, created_in_last_hour, next_slot
-from claude_e2b.sandbox.session import (
-    SandboxSession,
-    SandboxSpec,
-    SandboxSummary,
-    kill_sandbox,
-    list_sandboxes,
-)
+from claude_e2b.sandbox.localbox.registry import read_entries
+
+if TYPE_CHECKING:
+    from claude_e2b.config import RunConfig
+    from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
 from claude_e2b.store import RunLookupError, RunRecord, RunStart, RunStore, utc_iso
 
 log = get_logger(__name__)
@@ -44,16 +41,27 @@ class Sandboxes:
 
     def running(self) -> list[SandboxSummary]:
         """Every running sandbox of ours on these backends."""
-        return [
-            row for backend in self.backends for row in list_sandboxes(backend, self.registry_dir)
-        ]
+        return [row for backend in self.backends for row in self.running_on(backend)]
 
     def running_on(self, backend: Backend) -> list[SandboxSummary]:
-        """The running sandboxes of ours on one backend."""
+        """The running sandboxes of ours on one backend (local: without the e2b SDK)."""
+        if backend == "local":
+            return [
+                SandboxSummary("local", b.sandbox_id, b.metadata, b.started_at, b.end_at)
+                for b in read_entries(self.registry_dir)
+            ]
+        from claude_e2b.sandbox.session import list_sandboxes  # noqa: PLC0415 - E2B only
+
         return list_sandboxes(backend, self.registry_dir)
 
     def kill(self, row: SandboxSummary) -> bool:
         """Kill one of ours; False when it was already gone."""
+        if row.backend == "local":
+            from claude_e2b.sandbox.localbox.launcher import kill_localbox  # noqa: PLC0415
+
+            return kill_localbox(row.sandbox_id, self.registry_dir)
+        from claude_e2b.sandbox.session import kill_sandbox  # noqa: PLC0415 - the SDK on demand
+
         return kill_sandbox(row.backend, row.sandbox_id, self.registry_dir)
 
 
@@ -198,7 +206,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-SessionOpener = Callable[[SandboxSpec], SandboxSession]
+SessionOpener = Callable[["SandboxSpec"], "SandboxSession"]
 
 
 def limited(

@@ -59,7 +59,7 @@ from claude_e2b.errors import (
     SandboxTransientError,
 )
 from claude_e2b.log import get_logger
-from claude_e2b.sandbox import DEFAULT_TEMPLATE, Backend
+from claude_e2b.sandbox import DEFAULT_TEMPLATE, Backend, SandboxSummary
 from claude_e2b.sandbox.localbox.launcher import (
     LocalBoxHandle,
     LocalBoxHost,
@@ -152,17 +152,6 @@ class CommandOutcome:
     def ok(self) -> bool:
         """True when the command exited with 0."""
         return self.exit_code == 0
-
-
-@dataclass(frozen=True)
-class SandboxSummary:
-    """One running sandbox of ours, as ``list`` shows it."""
-
-    backend: Backend
-    sandbox_id: str
-    metadata: Mapping[str, str]
-    started_at: str | None
-    end_at: str | None
 
 
 OutputCallback = Callable[[str], None]
