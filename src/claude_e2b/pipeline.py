@@ -55,6 +55,7 @@ from claude_e2b.errors import (
 )
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import get_logger
+from claude_e2b.opening import OpeningSandbox
 from claude_e2b.result import (
     AgentInfo,
     PlanInfo,
@@ -532,12 +533,15 @@ def _kept_message(error: str, session: SandboxSession, config: RunConfig, until:
 
 
 def sandbox_step(
-    config: RunConfig, open_sandbox: SessionFactory, selection: Selection, tools: RunTools
+    config: RunConfig, opening: OpeningSandbox, selection: Selection, tools: RunTools
 ) -> SandboxWork:
-    """Open the sandbox, do the work in it, and kill it (unless it was kept for a download)."""
+    """Take the sandbox (created meanwhile), do the work in it, and kill it.
+
+    Unless it was kept for a later download: then it lives to its lifetime.
+    """
     tools.cancel.check()
     with tools.view.step(f"Starting the {config.backend} sandbox"):
-        session = open_sandbox(sandbox_spec(config))
+        session = opening.session()
     tools.journal(
         sandbox_id=session.sandbox_id,
         sandbox_end_at=sandbox_end_at(session).isoformat(timespec="seconds"),
@@ -582,6 +586,8 @@ def run_pipeline(
     config.output_dir.mkdir(parents=True, exist_ok=True)
     screened = Screened(_nothing_selected(config))
     work = SandboxWork()
+    # Created while the files are selected and scanned; nothing goes up before the scan.
+    opening = OpeningSandbox(open_sandbox, sandbox_spec(config))
     try:
         with tools.cancel.interruptible():
             with tools.view.step("Selecting files"):
@@ -590,12 +596,19 @@ def run_pipeline(
                 screened = screen_step(config, selection, tools.scanner)
             for warning in screened.warnings:
                 tools.view.warning(warning)
-        if not screened.blocked:
-            work = sandbox_step(config, open_sandbox, screened.selection, tools)
+        if screened.blocked:
+            opening.discard(wait=True)
+        else:
+            work = sandbox_step(config, opening, screened.selection, tools)
     except RunCancelled:
+        opening.discard(wait=False)
         work = replace(work, cancelled=tools.cancel.message())
     except RunAborted:
+        opening.discard(wait=False)
         work = replace(work, error=ABORTED, cancelled=tools.cancel.message())
+    except BaseException:
+        opening.discard(wait=False)
+        raise
     return build_result(config, screened, work, tools.prices, started)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from claude_e2b import pipeline
 from claude_e2b.collect import CollectPolicy
 from claude_e2b.config import Credentials, Overrides, build_run_config
 from claude_e2b.errors import SandboxError
@@ -140,8 +142,11 @@ def test_failed_download_keeps_the_sandbox_for_a_later_download(
     assert not kept.is_alive()
 
 
-def test_blocked_run_opens_no_sandbox(tmp_path, localbox_registry, localbox_host, claude_bin):
-    """With `secrets: fail` and a secret in the checkout, no sandbox is ever opened."""
+def test_blocked_run_uploads_nothing_and_kills_its_sandbox(
+    tmp_path, localbox_registry, localbox_host, claude_bin
+):
+    """With `secrets: fail` and a secret in the checkout, nothing goes up: the sandbox,
+    created while the scan ran, is killed before anything is written to it."""
     repo = make_repo(tmp_path / "repo")
     plan = repo / "PLAN.md"
     plan.write_text(plan.read_text().replace("title:", "secrets: fail\ntitle:"))
@@ -152,6 +157,52 @@ def test_blocked_run_opens_no_sandbox(tmp_path, localbox_registry, localbox_host
         run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), opened
     )
     assert result.status == "blocked"
-    assert opened.sessions == []
+    assert len(opened.sessions) <= 1
+    for session in opened.sessions:
+        assert not session.is_alive()
+    assert list(localbox_registry.glob("*.json")) == []
+    assert result.sandbox.id == ""  # the run never took it
     assert result.warnings
     assert all(w.startswith("secret found before upload: config.py:1:") for w in result.warnings)
+
+
+def test_the_sandbox_starts_during_the_scan_and_nothing_goes_up_before_it_ends(
+    tmp_path, localbox_registry, localbox_host, claude_bin, monkeypatch
+):
+    """The sandbox is created while the files are scanned (the start overlaps), and the
+    first byte written to it comes after the scan ended."""
+    events: list[str] = []
+    real_screen = pipeline.screen_step
+
+    def slow_screen(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(3.0)  # a long scan: the sandbox is created meanwhile
+        screened = real_screen(*args, **kwargs)
+        events.append("scanned")
+        return screened
+
+    monkeypatch.setattr(pipeline, "screen_step", slow_screen)
+
+    class Recording(Opened):
+        def __call__(self, spec: SandboxSpec) -> SandboxSession:
+            session = super().__call__(spec)
+            events.append("opened")
+            real_write, real_run = session.write_file, session.run
+
+            def write_file(*args, **kwargs):  # type: ignore[no-untyped-def]
+                events.append("sent")
+                return real_write(*args, **kwargs)
+
+            def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+                events.append("sent")
+                return real_run(*args, **kwargs)
+
+            session.write_file = write_file  # type: ignore[method-assign]
+            session.run = run  # type: ignore[method-assign]
+            return session
+
+    repo = make_repo(tmp_path / "repo")
+    opened = Recording(localbox_host)
+    with ScriptedAnthropic(SCENARIO) as api:
+        result = run_pipeline(run_config(repo, tmp_path / "out", api.url, claude_bin), opened)
+    assert result.status == "completed", result.message
+    assert events.index("opened") < events.index("scanned") < events.index("sent")
