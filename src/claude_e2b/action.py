@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_e2b.audit import set_audit_file
 from claude_e2b.cancel import Cancellation, RunAborted, RunCancelled
 from claude_e2b.config import Overrides, PublishSettings, RunConfig, build_run_config
 from claude_e2b.delivery import (
@@ -50,8 +49,9 @@ from claude_e2b.github.inputs import SECRET_INPUTS, ActionInputs, RunnerEnv, rea
 from claude_e2b.github.trigger import Ignored, Refused, Trigger, default_branch_of, read_trigger
 from claude_e2b.github.workflow import Workflow, append_summary, write_outputs
 from claude_e2b.log import REDACTOR, get_logger
-from claude_e2b.pipeline import SessionFactory, run_pipeline
+from claude_e2b.pipeline import SessionFactory
 from claude_e2b.plan import load_plan
+from claude_e2b.recorded import open_history, recorded_run
 from claude_e2b.report import (
     ReportContext,
     TemplateOverrides,
@@ -61,10 +61,9 @@ from claude_e2b.report import (
     render_step_summary,
 )
 from claude_e2b.result import RunResult
-from claude_e2b.runs import History, Sandboxes, limited
-from claude_e2b.sandbox.limits import ENV_NAMES, INPUT_NAMES, SandboxLimits, parse_limits
+from claude_e2b.sandbox.limits import INPUT_NAMES, configured_limits
 from claude_e2b.sandbox.session import open_session
-from claude_e2b.store import RunStore, default_db_path
+from claude_e2b.store import default_db_path
 from claude_e2b.view import RunView
 from claude_e2b.view.choose import configure_output
 
@@ -212,32 +211,24 @@ def _run_job(
         _answer(job, api, ctx, f"⛔ claude-e2b could not start: {exc.message}")
         raise
     ctx = ReportContext(run_url=ctx.run_url, overrides=overrides, comment_key=ctx.comment_key)
-    set_audit_file(config.output_dir / "audit.jsonl", config.run_id)
-    store = _open_history(environ)
-    history = History(store, config.run_id)
-    history.start(config, repository=job.runner.repository, pid=os.getpid())
-    cancel = Cancellation()
-    cancel.install()
-    try:
-        open_sandbox = limited(
-            _session_factory(config, environ),
-            limits=_limits(job.inputs, environ),
-            sandboxes=Sandboxes((config.backend,), local_registry(environ)),
-            store=store,
-            run_id=config.run_id,
-        )
-        result = run_pipeline(
-            config, open_sandbox, workflow, cancel=cancel, journal=history.journal, view=view
-        )
-        delivery = _publish(job, config, result, api, base, ctx, cancel)
+    with recorded_run(
+        config,
+        _session_factory(config, environ),
+        store=open_history(default_db_path(environ)),
+        limits=configured_limits(
+            environ,
+            job.inputs.max_sandboxes,
+            job.inputs.max_sandboxes_per_hour,
+            names=INPUT_NAMES,
+        ),
+        registry_dir=local_registry(environ),
+        repository=job.runner.repository,
+    ) as run:
+        result = run.run(workflow, view)
+        delivery = _publish(job, config, result, api, base, ctx, run.cancel)
         view.finished(delivery.result)
         code = _finish(job, config, delivery, workflow=workflow, api=api, ctx=ctx)
-        history.end(delivery.result, config.output_dir / "result.json")
-    except BaseException as exc:
-        history.abandon(REDACTOR.redact(str(exc) or type(exc).__name__))
-        raise
-    finally:
-        cancel.uninstall()
+        run.history.end(delivery.result, config.output_dir / "result.json")
     return code
 
 
@@ -259,25 +250,6 @@ def _publish(  # noqa: PLR0917 - the job's parts, each needed
         log.warning("publish.skipped", reason="cancelled: no time left before GitHub's SIGTERM")
         return Delivery(result)
     return publish_run(config, result, job.target, api, base=base, ctx=ctx)
-
-
-def _open_history(environ: Mapping[str, str]) -> RunStore | None:
-    """The run history on this runner; None (and a warning) when it cannot be opened."""
-    try:
-        return RunStore.open(default_db_path(environ))
-    except ConfigError as exc:
-        log.warning("history.unavailable", error=str(exc))
-        return None
-
-
-def _limits(inputs: ActionInputs, environ: Mapping[str, str]) -> SandboxLimits:
-    """The sandbox limits: inputs beat the environment, which beats the defaults."""
-    from_env = parse_limits(
-        environ.get(ENV_NAMES.running), environ.get(ENV_NAMES.per_hour), names=ENV_NAMES
-    )
-    return parse_limits(
-        inputs.max_sandboxes, inputs.max_sandboxes_per_hour, names=INPUT_NAMES, base=from_env
-    )
 
 
 def _acknowledge(job: Job, api: GitHubApi, ctx: ReportContext) -> None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from claude_e2b.audit import set_audit_file
-from claude_e2b.cancel import Cancellation
 from claude_e2b.commands.common import open_store
 from claude_e2b.config import Credentials, Overrides, build_run_config
 from claude_e2b.delivery import (
@@ -36,19 +33,13 @@ from claude_e2b.errors import (
 from claude_e2b.github.api import GitHubApi
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import REDACTOR
-from claude_e2b.pipeline import run_pipeline
 from claude_e2b.plan import load_plan
+from claude_e2b.recorded import recorded_run
 from claude_e2b.report import ReportContext
-from claude_e2b.runs import (
-    History,
-    Sandboxes,
-    limited,
-)
 from claude_e2b.sandbox.limits import (
-    ENV_NAMES,
     FLAG_NAMES,
     SandboxLimits,
-    parse_limits,
+    configured_limits,
 )
 from claude_e2b.sandbox.session import open_session
 from claude_e2b.view import RunView
@@ -99,44 +90,28 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     base = None if args.no_pr else base_for(config, None)
     if target is not None:
         branch_for(config)
-    set_audit_file(config.output_dir / "audit.jsonl", run_id)
-    store = open_store(args, environ, required=False)
-    history = History(store, run_id)
-    history.start(config, repository=str(repo), pid=os.getpid())
-    open_sandbox = limited(
+    with recorded_run(
+        config,
         functools.partial(open_session, host=local_host(environ)),
+        store=open_store(args, environ, required=False),
         limits=limits,
-        sandboxes=Sandboxes((args.sandbox,), local_registry(environ)),
-        store=store,
-        run_id=run_id,
-    )
-    cancel = Cancellation()
-    cancel.install()
-    try:
-        result = run_pipeline(
-            config, open_sandbox, workflow, cancel=cancel, journal=history.journal, view=args.view
-        )
+        registry_dir=local_registry(environ),
+        repository=str(repo),
+    ) as run:
+        result = run.run(workflow, args.view)
         delivery = Delivery(result)
         if target is not None and base is not None and result.status != "cancelled":
             with GitHubApi.open(target) as api:
                 delivery = publish_run(config, result, target, api, base=base, ctx=ReportContext())
         _report(delivery, config.output_dir, as_json=args.json, view=args.view)
-        history.end(delivery.result, config.output_dir / "result.json")
-    except BaseException as exc:
-        history.abandon(REDACTOR.redact(str(exc) or type(exc).__name__))
-        raise
-    finally:
-        cancel.uninstall()
+        run.history.end(delivery.result, config.output_dir / "result.json")
     return delivery.exit_code
 
 
 def _limits(args: argparse.Namespace, environ: Mapping[str, str]) -> SandboxLimits:
     """The sandbox limits: flags beat the environment, which beats the defaults."""
-    from_env = parse_limits(
-        environ.get(ENV_NAMES.running), environ.get(ENV_NAMES.per_hour), names=ENV_NAMES
-    )
-    return parse_limits(
-        args.max_sandboxes, args.max_sandboxes_per_hour, names=FLAG_NAMES, base=from_env
+    return configured_limits(
+        environ, args.max_sandboxes, args.max_sandboxes_per_hour, names=FLAG_NAMES
     )
 
 

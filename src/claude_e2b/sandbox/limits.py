@@ -18,7 +18,7 @@ the limit and how to see and stop the sandboxes that count against it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -94,6 +94,24 @@ def parse_limits(
         max_running=start.max_running if max_running is None else max_running,
         max_per_hour=start.max_per_hour if max_per_hour is None else max_per_hour,
     )
+
+
+def configured_limits(
+    environ: Mapping[str, str],
+    running: str | int | None,
+    per_hour: str | int | None,
+    *,
+    names: LimitNames,
+) -> SandboxLimits:
+    """The limits in force.
+
+    ``running``/``per_hour`` as given (flags or inputs, spelled ``names``) beat
+    ``CLAUDE_E2B_MAX_SANDBOXES[_PER_HOUR]``, which beat the defaults.
+    """
+    from_env = parse_limits(
+        environ.get(ENV_NAMES.running), environ.get(ENV_NAMES.per_hour), names=ENV_NAMES
+    )
+    return parse_limits(running, per_hour, names=names, base=from_env)
 
 
 def _when(value: str | datetime | None) -> datetime | None:
