@@ -26,6 +26,17 @@ def _git_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _private_history(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Runs started by a test (and their children) record into a history of the test's
+    own, never the user's: a shared one would also count their sandboxes for the limits."""
+    data = tmp_path_factory.mktemp("xdg-data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("CLAUDE_E2B_DB", str(data / "claude-e2b" / "history.sqlite3"))
+
+
 @pytest.fixture(scope="session")
 def claude_bin() -> Path:
     """Path of the real Claude Code binary; a test that needs it fails without it."""

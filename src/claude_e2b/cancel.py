@@ -18,8 +18,11 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class RunCancelled(BaseException):
@@ -75,6 +78,32 @@ class Cancellation:
             yield
         finally:
             self._interruptible -= 1
+
+    def call(self, func: Callable[[], T], *, poll_s: float = 0.1) -> T:
+        """Run ``func`` in a worker thread while this (main) thread waits for it.
+
+        A signal's handler runs in the main thread only between bytecodes: while the
+        main thread is blocked in a library's read (a command's output stream) it
+        would wait until the command prints or ends. Waiting in short joins lets it
+        run at once; in an interruptible region the RunCancelled it raises ends the
+        wait, and the worker is left to fail when the sandbox is killed.
+        """
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = func()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="claude-e2b-step", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(poll_s)
+        if "error" in box:
+            raise box["error"]
+        value: T = box["value"]
+        return value
 
     def install(self) -> None:
         """Handle SIGINT and SIGTERM with :meth:`request` (main thread only)."""

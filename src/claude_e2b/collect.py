@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from claude_e2b.config import SANDBOX_REPO_DIR, SANDBOX_WORK_DIR
-from claude_e2b.errors import SandboxError, SandboxGoneError, SyncError, UnsafeChangeError
+from claude_e2b.errors import (
+    SandboxError,
+    SandboxFileError,
+    SandboxGoneError,
+    SyncError,
+    UnsafeChangeError,
+)
 from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import SandboxSession
 from claude_e2b.sync.apply import verify_archive, write_capped
@@ -145,8 +151,8 @@ def fetch_with_retries(
     while True:
         try:
             return fetch()
-        except UnsafeChangeError:
-            raise  # the same archive would be refused again
+        except (UnsafeChangeError, SandboxFileError):
+            raise  # the same archive would be refused again; a full disk stays full
         except (SandboxError, SyncError) as exc:
             left = deadline_s - (time.monotonic() - started)
             if isinstance(exc, SandboxGoneError) or left <= delay or not _alive(session):

@@ -22,7 +22,7 @@ from claude_e2b.github.api import GitHubApi, GitHubTarget
 from claude_e2b.github.commit import is_valid_branch
 from claude_e2b.github.publish import PullRequestSpec, default_branch_name, publish
 from claude_e2b.log import get_logger
-from claude_e2b.pipeline import plan_path_in_repo
+from claude_e2b.outcome import plan_path_in_repo
 from claude_e2b.report import ReportContext, render_pr_body, render_summary
 from claude_e2b.result import RunResult, write_result
 

@@ -128,5 +128,9 @@ def local_claude(environ: Mapping[str, str]) -> Path:
         )
     path = Path(given).resolve()
     if not path.is_file():
-        raise ConfigError(f"CLAUDE_E2B_CLAUDE_BIN points to {given}, which is not a file")
+        raise ConfigError(
+            f"CLAUDE_E2B_CLAUDE_BIN points to {given}, which is not a file",
+            hint="install Claude Code (npm install -g @anthropic-ai/claude-code@2.1.328) and "
+            "point CLAUDE_E2B_CLAUDE_BIN at its `claude`, or unset it to use `claude` on PATH",
+        )
     return path

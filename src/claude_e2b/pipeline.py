@@ -21,7 +21,7 @@ import contextlib
 import functools
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,28 +41,28 @@ from claude_e2b.collect import (
 )
 from claude_e2b.config import SANDBOX_REPO_DIR, SANDBOX_WORK_DIR, RunConfig
 from claude_e2b.cost import (
-    CostReport,
     PriceTable,
-    build_report,
-    cost_from_result_event,
     cost_from_streamed_usage,
     load_prices,
-    unpriced_models,
 )
 from claude_e2b.errors import (
     ClaudeE2BError,
     SandboxError,
+    SandboxGoneError,
 )
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import get_logger
 from claude_e2b.opening import OpeningSandbox
+from claude_e2b.outcome import (
+    AgentRun,
+    Collected,
+    SandboxWork,
+    Screened,
+    build_result,
+    plan_path_in_repo,
+)
 from claude_e2b.result import (
-    AgentInfo,
-    PlanInfo,
     RunResult,
-    SandboxInfo,
-    Status,
-    TimingInfo,
     VerifyInfo,
 )
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
@@ -77,7 +77,6 @@ from claude_e2b.sync.screen import ContentCheck, screen
 from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import upload_repository
-from claude_e2b.tasks import count_tasks
 from claude_e2b.view import NullView, RunView
 
 SessionFactory = Callable[[SandboxSpec], SandboxSession]
@@ -113,50 +112,6 @@ class RunTools:
     journal: Journal = _no_journal
     view: RunView = field(default_factory=NullView)
     collect: CollectPolicy = field(default_factory=CollectPolicy)
-
-
-@dataclass(frozen=True)
-class Screened:
-    """The selection that may go up, the scan's warnings, and why the run is blocked ("" if not)."""
-
-    selection: Selection
-    warnings: tuple[str, ...] = ()
-    blocked: str = ""
-
-
-@dataclass(frozen=True)
-class AgentRun:
-    """How Claude Code's run ended, and the warnings it raised (time marks, stops)."""
-
-    outcome: AgentOutcome
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Collected:
-    """What the agent changed in the sandbox, and what of it reached the checkout."""
-
-    changeset: Changeset
-    applied: ApplyResult
-
-
-@dataclass(frozen=True)
-class SandboxWork:
-    """What the steps in the sandbox produced; a step that did not run leaves its field empty.
-
-    ``error`` is why the work stopped early (a setup command failed, or a step
-    raised a known error); everything learned before it is kept.
-    """
-
-    agent: AgentRun | None = None
-    verify: VerifyInfo | None = None
-    collected: Collected | None = None
-    error: str = ""
-    seconds: Mapping[str, float] = field(default_factory=dict)
-    sandbox_id: str = ""
-    sandbox_seconds: float = 0.0
-    kept_until: str = ""  # the sandbox was left running (its work could not be fetched)
-    cancelled: str = ""  # what cancelled the run ("" if nothing did)
 
 
 # ── Before the sandbox ─────────────────────────────────────────────────────────
@@ -208,14 +163,6 @@ def _allow_out(config: RunConfig) -> tuple[str, ...] | None:
         return None
     host = config.credentials.api_host()
     return config.network if host in config.network else (*config.network, host)
-
-
-def plan_path_in_repo(config: RunConfig) -> str | None:
-    """The plan file's path relative to the repository, when it lives inside it."""
-    try:
-        return config.plan.path.resolve().relative_to(config.repo_dir.resolve()).as_posix()
-    except ValueError:
-        return None
 
 
 # ── In the sandbox ─────────────────────────────────────────────────────────────
@@ -443,10 +390,10 @@ def work_in_sandbox(
     try:
         with cancel.interruptible():
             with laps("upload_s"):
-                baseline = upload_step(session, selection, tools.view)
-            session.write_file(BASELINE_FILE, baseline.encode())
+                baseline = cancel.call(lambda: upload_step(session, selection, tools.view))
+            cancel.call(lambda: session.write_file(BASELINE_FILE, baseline.encode()))
             tools.journal(baseline=baseline)
-            failure = setup_step(session, config.setup, tools.view)
+            failure = cancel.call(lambda: setup_step(session, config.setup, tools.view))
         if failure:
             return SandboxWork(error=failure, seconds=laps.seconds)
         with laps("agent_s"):
@@ -474,7 +421,11 @@ def work_in_sandbox(
     except ClaudeE2BError as exc:
         log.error("run.failed", error=str(exc))  # noqa: TRY400 - a known error: no traceback
         kept = _keep_for_download(session, config) if agent and not cancel.is_set else ""
-        error = _kept_message(str(exc), session, config, kept) if kept else str(exc)
+        error = (
+            _kept_message(str(exc), session, config, kept)
+            if kept
+            else _gone_message(exc, session, config)
+        )
         return SandboxWork(
             agent,
             verify,
@@ -501,7 +452,7 @@ def _verify_unless_cancelled(
         return None
     try:
         with cancel.interruptible(), tools.view.step("Verifying"):
-            return verify_step(session, command)
+            return cancel.call(lambda: verify_step(session, command))
     except RunCancelled:
         return None
 
@@ -522,6 +473,25 @@ def _keep_for_download(session: SandboxSession, config: RunConfig) -> str:
         log.warning("sandbox.keep_failed", error=str(exc), run_id=config.run_id)
         return ""
     return sandbox_end_at(session).isoformat(timespec="seconds")
+
+
+def _gone_message(exc: ClaudeE2BError, session: SandboxSession, config: RunConfig) -> str:
+    """The error in words; when the sandbox itself ended, say so plainly, and what is kept."""
+    if not isinstance(exc, SandboxGoneError) and _still_there(session):
+        return str(exc)
+    return (
+        f"sandbox {session.sandbox_id} ended (killed, evicted or past its lifetime) while the "
+        f"run was using it: its work could not be brought back ({exc.message})\n"
+        f"  hint: run the plan again; `claude-e2b logs {config.run_id}` shows what the agent "
+        "did, and the cost so far is in result.json"
+    )
+
+
+def _still_there(session: SandboxSession) -> bool:
+    try:
+        return session.is_alive()
+    except SandboxError:
+        return False
 
 
 def _kept_message(error: str, session: SandboxSession, config: RunConfig, until: str) -> str:
@@ -614,152 +584,3 @@ def run_pipeline(
 
 def _nothing_selected(config: RunConfig) -> Selection:
     return Selection(config.repo_dir, (), (), (), ())
-
-
-# ── What the run reports ───────────────────────────────────────────────────────
-
-
-def run_status(screened: Screened, work: SandboxWork) -> Status:
-    """The run's status, from the screen's verdict and what the sandbox work produced.
-
-    The verify command's result does not change the status: it is reported beside it.
-    """
-    if screened.blocked:
-        return "blocked"
-    if work.cancelled:
-        return "cancelled"
-    return _work_status(work)
-
-
-_STOPPED_STATUS: Mapping[str, Status] = {
-    "timeout": "timed_out",
-    "budget": "budget_exceeded",
-    "cancelled": "cancelled",
-}
-
-
-def _work_status(work: SandboxWork) -> Status:
-    """The status of sandbox work that was neither blocked nor cancelled."""
-    agent = work.agent.outcome if work.agent else None
-    if work.error or agent is None:
-        return "failed"
-    if agent.stopped is not None:
-        return _STOPPED_STATUS[agent.stopped.reason]
-    result = agent.result
-    if result is not None and result.subtype == "error_max_budget_usd":
-        return "budget_exceeded"
-    if result is None or result.is_error:
-        return "failed"
-    changed = work.collected is not None and bool(work.collected.changeset.changes)
-    return "completed" if changed else "no_changes"
-
-
-def _agent_problem(agent: AgentOutcome | None) -> str:
-    """Why the agent run did not end well, in words; empty when it did."""
-    if agent is None or agent.stopped is not None:
-        return ""
-    if agent.result is None:
-        reason = agent.stream_error or f"Claude Code exited with code {agent.exit_code}"
-        tail = agent.stderr_tail.strip()[-1000:]
-        return f"the agent ended without a result: {reason}" + (f"\n{tail}" if tail else "")
-    if agent.result.is_error:
-        return f"the agent ended with {agent.result.subtype}: {agent.result.result_text[:500]}"
-    return ""
-
-
-def _cancel_message(work: SandboxWork) -> str:
-    """What a cancel did to the run, in words; empty when it was not cancelled."""
-    if not work.cancelled:
-        return ""
-    if work.error:
-        return f"{work.cancelled}: {work.error}"
-    if work.agent is None:
-        return f"{work.cancelled} before the agent started; nothing was changed"
-    applied = len(work.collected.applied.applied) if work.collected else 0
-    return f"{work.cancelled}: the agent was stopped; {applied} file(s) of its work were applied"
-
-
-def cost_report(
-    config: RunConfig, agent: AgentOutcome | None, sandbox_seconds: float, table: PriceTable
-) -> CostReport:
-    """Claude's cost (as Claude Code computed it, else from streamed usage) + the sandbox's."""
-    if agent is not None and agent.result is not None and agent.result.model_usage:
-        by_model = cost_from_result_event(agent.result.model_usage, agent.result.total_cost_usd)
-        estimated = False
-    else:
-        per_message = agent.meter.per_message if agent is not None else {}
-        by_model = cost_from_streamed_usage(per_message, table)
-        estimated = True
-    # The local sandbox runs on the runner: no sandbox bill, whatever its size.
-    billed = config.backend == "e2b"
-    return build_report(
-        by_model,
-        sandbox_seconds=sandbox_seconds,
-        vcpus=config.sandbox_vcpus if billed else 0.0,
-        memory_gib=config.sandbox_memory_gib if billed else 0.0,
-        table=table,
-        estimated=estimated,
-    )
-
-
-def cost_warnings(report: CostReport) -> tuple[str, ...]:
-    """A warning per model whose tokens could not be priced (counted as $0)."""
-    return tuple(
-        f"no price is known for model {model!r}: its tokens are counted as $0 in the cost"
-        for model in unpriced_models(report.by_model)
-    )
-
-
-def plan_info(config: RunConfig) -> PlanInfo:
-    """The plan's checkbox counts before the run and, read back from the checkout, after."""
-    plan = config.plan
-    after = plan.tasks.done
-    inside = plan_path_in_repo(config)
-    if inside is not None and (config.repo_dir / inside).is_file():
-        after = count_tasks((config.repo_dir / inside).read_text("utf-8")).done
-    return PlanInfo(
-        path=str(plan.path),
-        title=plan.display_title,
-        tasks_done_before=plan.tasks.done,
-        tasks_done_after=after,
-        tasks_total=plan.tasks.total,
-    )
-
-
-def _agent_info(agent: AgentOutcome | None) -> AgentInfo:
-    result = agent.result if agent else None
-    return AgentInfo(
-        exit_code=agent.exit_code if agent else None,
-        num_turns=result.num_turns if result else 0,
-        session_id=agent.session_id if agent else "",
-        final_message=agent.final_message if agent else "",
-    )
-
-
-def build_result(
-    config: RunConfig, screened: Screened, work: SandboxWork, prices: PriceTable, started: float
-) -> RunResult:
-    """Assemble the RunResult from what the steps returned."""
-    agent = work.agent.outcome if work.agent else None
-    applied = work.collected.applied if work.collected else None
-    cost = cost_report(config, agent, work.sandbox_seconds, prices)
-    agent_warnings = work.agent.warnings if work.agent else ()
-    return RunResult(
-        run_id=config.run_id,
-        status=run_status(screened, work),
-        plan=plan_info(config),
-        sandbox=SandboxInfo(config.backend, work.sandbox_id, config.template, work.sandbox_seconds),
-        agent=_agent_info(agent),
-        verify=work.verify,
-        changes=tuple(c.to_result() for c in applied.applied) if applied else (),
-        skipped_changes=tuple(applied.skipped_result_list()) if applied else (),
-        cost=cost.to_result(),
-        timing=TimingInfo(
-            total_s=time.monotonic() - started,
-            upload_s=work.seconds.get("upload_s", 0.0),
-            agent_s=work.seconds.get("agent_s", 0.0),
-            download_s=work.seconds.get("download_s", 0.0),
-        ),
-        warnings=(*screened.warnings, *agent_warnings, *cost_warnings(cost)),
-        message=screened.blocked or _cancel_message(work) or work.error or _agent_problem(agent),
-    )

@@ -129,6 +129,7 @@ class Job:
                     "ANTHROPIC_BASE_URL": api.url,
                     "CLAUDE_E2B_CLAUDE_BIN": str(self.claude_bin),
                     "CLAUDE_E2B_STATE_DIR": str(self.tmp / "state"),
+                    "CLAUDE_E2B_DB": str(self.tmp / "history.sqlite3"),
                     "UV_PROJECT_ENVIRONMENT": str(self.action_dir / ".venv"),
                 },
                 event_name=event_name,

@@ -148,6 +148,7 @@ def run_job(
                 "ANTHROPIC_BASE_URL": api.url,
                 "CLAUDE_E2B_CLAUDE_BIN": str(claude_bin),
                 "CLAUDE_E2B_STATE_DIR": str(tmp / "state"),
+                "CLAUDE_E2B_DB": str(tmp / "history.sqlite3"),
                 "UV_PROJECT_ENVIRONMENT": str(action / ".venv"),
                 "UV_CACHE_DIR": str(Path.home() / ".cache" / "uv"),
                 "E2B_API_KEY": E2B_KEY,

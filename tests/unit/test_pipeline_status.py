@@ -11,7 +11,7 @@ from claude_e2b.agent.runner import AgentOutcome
 from claude_e2b.agent.watchdog import Stop
 from claude_e2b.config import Credentials, Overrides, build_run_config
 from claude_e2b.cost import load_prices
-from claude_e2b.pipeline import (
+from claude_e2b.outcome import (
     AgentRun,
     Collected,
     SandboxWork,

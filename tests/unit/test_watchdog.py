@@ -72,7 +72,7 @@ def test_cancel_is_a_stop_given_once():
     stop = dog.cancel(0.25)
     assert (stop.reason, stop.elapsed_s, stop.cost_usd) == ("cancelled", 12, 0.25)
     assert "cancelled after 12 s" in stop.message()
-    assert "work so far kept" in stop.message()
+    assert stop.message() == "the run was cancelled after 12 s of the agent's work"
     clock.now += 100
     assert dog.poll(1.0) == []
     assert dog.cancel(9.9) is stop

@@ -153,7 +153,7 @@ def stat_cache_path(work_dir: str) -> str:
 
 def probe_codec(session: SandboxSession) -> Codec:
     """Pick zstd when the sandbox can decompress it, else gzip (slower, but always there)."""
-    found = session.run("command -v zstd", timeout=60)
+    found = session.run("command -v zstd", timeout=60, idempotent=True)
     return "zstd" if found.ok else "gzip"
 
 
@@ -218,7 +218,7 @@ def _transfer(
 ) -> tuple[_Sent, int, Split]:
     """Send the files and let the sandbox take them in; return what went and the resends."""
     remote_dir = settings.remote_dir
-    session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S)
+    session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S, idempotent=True)
     session.make_dir(remote_dir)
     with (
         tempfile.TemporaryDirectory(prefix="claude-e2b-upload-") as tmp,
@@ -342,7 +342,7 @@ def _finish(
 def _remove_quietly(session: SandboxSession, path: str) -> None:
     # Cleanup on the way out must not hide the error that got us here.
     with contextlib.suppress(SandboxError):
-        session.run(f"rm -rf {shlex.quote(path)}", timeout=COMMAND_TIMEOUT_S)
+        session.run(f"rm -rf {shlex.quote(path)}", timeout=COMMAND_TIMEOUT_S, idempotent=True)
 
 
 def _run_checked(session: SandboxSession, script: str, what: str) -> str:
