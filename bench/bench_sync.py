@@ -1,10 +1,12 @@
 """Upload and change round trip against the local sandbox, next to a tar | zstd baseline.
 
-    uv run python bench/bench_sync.py [--repo DIR] [--runs 3] [--quick] [--no-sweeps]
+    uv run python bench/bench_sync.py [--shape mixed|small-text]... [--repo DIR] [--runs 3]
+                                      [--quick] [--no-sweeps]
 
-Without --repo it generates the benchmark repository with bench/gen_repo.py
-(in /tmp/claude-e2b-bench, reused while its marker matches). Each run times, in
-the same loop and alternately:
+Every figure is measured per repository shape: both of bench/gen_repo.py's by
+default (generated in /tmp/claude-e2b-bench, reused while their markers match), or
+the ``--shape`` ones, or the one repository at ``--repo``. For each, every run
+times, in the same loop and alternately:
 
 - baseline: ``git ls-files -z | tar --null -T - -cf - | zstd -3 -T0 > FILE``
   (and the same into /dev/null);
@@ -21,8 +23,9 @@ Once per invocation (unless --no-sweeps), one upload each: pack group sizes
 (gitpack's default ``group_bytes``), checkout workers (``upload_scripts.CHECKOUT_CONFIG``),
 the non-streaming variant (verify and take in after the upload: phases apart) and
 zstd levels of the tar-only path. Also secret-scan throughput over the selection
-and history bundle sizes. Writes bench/results/sync.json and prints the Markdown
-tables of BENCHMARKS.md.
+and history bundle sizes. Every row gives the bytes sent beside the time. Writes
+bench/results/sync.json (one entry per shape under "shapes") and
+bench/results/sync.md, and prints the Markdown tables of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import shlex  # noqa: E402
 
 import structlog  # noqa: E402
 
-from bench.gen_repo import ensure_repo  # noqa: E402
+from bench.gen_repo import SHAPES, ensure_repo  # noqa: E402
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost  # noqa: E402
 from claude_e2b.sandbox.session import SandboxSpec, open_session  # noqa: E402
 from claude_e2b.sync import gitpack, tarstream, upload, upload_scripts  # noqa: E402
@@ -61,6 +64,7 @@ from claude_e2b.sync.changes import (  # noqa: E402
 from claude_e2b.sync.select import select_files  # noqa: E402
 
 CACHE = Path("/tmp/claude-e2b-bench")
+REPO_DIRS = {"mixed": "repo-460", "small-text": "repo-small-text"}
 MiB = 2**20
 REPO_DIR = "/home/user/repo"
 WORK_DIR = "/tmp/claude-e2b"
@@ -412,53 +416,18 @@ PHASES = {
 
 
 def markdown(result: dict[str, object]) -> str:
-    m, s = result["main"], result.get("sweeps", {})
-    t = m["tar_only"]
-    b, b0 = median(m["baseline_s"]), median(m["baseline_devnull_s"])
-    o, ot = median(m["ours_s"]), median(t["ours_s"])
+    """One shape's tables; every row has the bytes sent beside the time."""
+    m = result["main"]
     raw = m["report"]["raw_bytes"] / MiB
     repo = result["repo"]["tracked_files"]
     where = f"{result['machine']['cpus']} CPUs ({result['machine']['cpu']})"
     when = f"medians of {len(m['ours_s'])} runs, {result['machine']['date']}"
-    baseline_cmd = "`git ls-files -z \\| tar --null -T - -cf - \\| zstd -3 -T0 > FILE`"
-    files = m["report"]["files"]
-    split = f"{m['packed_files']} of {files} files as objects in {m['packs']} packs"
-    if m["chunks"]:
-        split += f", {files - m['packed_files']} in {m['chunks']} tar chunks"
     lines = [
-        f"Repository: {repo} files, {raw:.0f} MiB; {where}; {when}.",
+        f"### {result['shape']}: {repo} files, {raw:.0f} MiB; {where}; {when}.",
         "",
-        "| what | time | vs baseline | notes |",
-        "|---|---:|---:|---|",
-        f"| baseline: {baseline_cmd} | {b:.2f} s | 1.00 | {m['baseline_bytes'] / MiB:.0f} MiB |",
-        f"| baseline into /dev/null | {b0:.2f} s | {b0 / b:.2f} | |",
-        (
-            f"| **ours: select + upload to the local sandbox (git objects)** | **{o:.2f} s** |"
-            f" **{o / b:.2f}** | peak RSS {m['peak_rss_mb']:.0f} MB,"
-            f" {m['sent_bytes'] / MiB:.0f} MiB sent; {split} |"
-        ),
-        f"| of which select | {m['select_s']:.2f} s | | |",
-    ]
-    lines += [
-        f"| of which {PHASES.get(k, k)} | {v:.2f} s | | |" for k, v in m["phases_median"].items()
-    ]
-    lines.append(
-        f"| tar-only variant (`git_objects=False`) | {ot:.2f} s | {ot / b:.2f} |"
-        f" peak RSS {t['peak_rss_mb']:.0f} MB, {t['sent_bytes'] / MiB:.0f} MiB in"
-        f" {t['chunks']} chunks; {_phase_list({'select_s': t['select_s'], **t['phases_median']})} |"
-    )
-    c = m["changes"]
-    lines += [
+        *_main_table(m),
         "",
-        "| 10 small changes back (5 edits, 3 adds, 1 delete, 1 rename) | figure |",
-        "|---|---:|",
-        f"| detect (git in the sandbox) | {c['detect_s']:.2f} s |",
-        f"| pack in the sandbox | {c['pack_s']:.2f} s |",
-        f"| download + verify | {c['download_s']:.2f} s |",
-        f"| apply to a copy of the checkout | {c['apply_s']:.2f} s |",
-        f"| **total** (median of runs) | **{median(m['changes_total_s']):.2f} s** |",
-        f"| bytes downloaded (archive) | {c['download_bytes']} B |",
-        f"| changes found / applied / skipped | {c['changes']} / {c['applied']} / {c['skipped']} |",
+        *_changes_table(m["changes"], m["changes_total_s"]),
     ]
     sc = result.get("secrets", {})
     if "mb_per_s" in sc:
@@ -470,30 +439,8 @@ def markdown(result: dict[str, object]) -> str:
         ]
     elif sc:
         lines += ["", f"Secret scan: {sc.get('error')}"]
-    if s:
-        default_group = gitpack.GROUP_BYTES // MiB
-        lines += [
-            "",
-            "| variant (one run each) | upload | sent | packs | peak RSS | phases |",
-            "|---|---:|---:|---:|---:|---|",
-        ]
-        for row in s["group_mb"]:
-            mark = " (default)" if row["group_mb"] == default_group else ""
-            lines.append(_variant_row(f"pack group {row['group_mb']} MiB{mark}", row))
-        for row in s["checkout_workers"]:
-            workers = f"checkout.workers={row['checkout_workers']}"
-            mark = " (default)" if workers in upload_scripts.CHECKOUT_CONFIG else ""
-            lines.append(_variant_row(f"{workers}{mark}", row))
-        lines.append(_variant_row("no streaming (phases apart)", s["no_stream"]))
-        for row in s["tar_level"]:
-            lines.append(_variant_row(f"tar-only, zstd level {row['level']}", row))
-        if "mixed" in s:
-            mx = s["mixed"]
-            name = (
-                f"{mx['edited_files']} files edited (objects + tar; baseline"
-                f" {mx['baseline_s']:.2f} s, ratio {mx['upload_s'] / mx['baseline_s']:.2f})"
-            )
-            lines.append(_variant_row(name, mx))
+    if result.get("sweeps"):
+        lines += ["", *_sweep_table(result["sweeps"])]
     h = result.get("history", [])
     if h:
         lines += ["", "| history for the sandbox | size | time on the runner |", "|---|---:|---:|"]
@@ -501,6 +448,83 @@ def markdown(result: dict[str, object]) -> str:
             f"| {r['history']} | {r['bytes'] / MiB:.1f} MiB | {r['seconds']:.2f} s |" for r in h
         ]
     return "\n".join(lines)
+
+
+def _main_table(m: dict[str, object]) -> list[str]:
+    t = m["tar_only"]
+    b, b0 = median(m["baseline_s"]), median(m["baseline_devnull_s"])
+    o, ot = median(m["ours_s"]), median(t["ours_s"])
+    base_mib = _mib(m["baseline_bytes"])
+    baseline_cmd = "`git ls-files -z \\| tar --null -T - -cf - \\| zstd -3 -T0 > FILE`"
+    files = m["report"]["files"]
+    split = f"{m['packed_files']} of {files} files as objects in {m['packs']} packs"
+    if m["chunks"]:
+        split += f", {files - m['packed_files']} in {m['chunks']} tar chunks"
+    lines = [
+        "| what | time | vs baseline | sent | notes |",
+        "|---|---:|---:|---:|---|",
+        f"| baseline: {baseline_cmd} | {b:.2f} s | 1.00 | {base_mib} | |",
+        f"| baseline into /dev/null | {b0:.2f} s | {b0 / b:.2f} | {base_mib} | |",
+        (
+            f"| **ours: select + upload to the local sandbox (git objects)** | **{o:.2f} s** |"
+            f" **{o / b:.2f}** | **{_mib(m['sent_bytes'])}** | peak RSS"
+            f" {m['peak_rss_mb']:.0f} MB; {split} |"
+        ),
+        f"| of which select | {m['select_s']:.2f} s | | — | |",
+    ]
+    for k, v in m["phases_median"].items():
+        sent = _mib(m["sent_bytes"]) if k == "pack_send_s" else "—"
+        lines.append(f"| of which {PHASES.get(k, k)} | {v:.2f} s | | {sent} | |")
+    lines.append(
+        f"| tar-only variant (`git_objects=False`) | {ot:.2f} s | {ot / b:.2f} |"
+        f" {_mib(t['sent_bytes'])} | peak RSS {t['peak_rss_mb']:.0f} MB, {t['chunks']} chunks;"
+        f" {_phase_list({'select_s': t['select_s'], **t['phases_median']})} |"
+    )
+    return lines
+
+
+def _changes_table(c: dict[str, object], totals: list[float]) -> list[str]:
+    archive = f"{c['download_bytes']} B"
+    found = f"{c['changes']} / {c['applied']} / {c['skipped']}"
+    return [
+        "| 10 small changes back (5 edits, 3 adds, 1 delete, 1 rename) | time | bytes |",
+        "|---|---:|---:|",
+        f"| detect (git in the sandbox) | {c['detect_s']:.2f} s | {c['detect_output_bytes']} B |",
+        f"| pack in the sandbox | {c['pack_s']:.2f} s | {archive} archive |",
+        f"| download + verify | {c['download_s']:.2f} s | {archive} |",
+        f"| apply to a copy of the checkout | {c['apply_s']:.2f} s | — |",
+        f"| **total** (median of runs) | **{median(totals):.2f} s** | {archive} |",
+        f"| changes found / applied / skipped | {found} | |",
+    ]
+
+
+def _sweep_table(s: dict[str, object]) -> list[str]:
+    default_group = gitpack.GROUP_BYTES // MiB
+    lines = [
+        "| variant (one run each) | upload | sent | packs | peak RSS | phases |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in s["group_mb"]:
+        mark = " (default)" if row["group_mb"] == default_group else ""
+        lines.append(_variant_row(f"pack group {row['group_mb']} MiB{mark}", row))
+    for row in s["checkout_workers"]:
+        workers = f"checkout.workers={row['checkout_workers']}"
+        mark = " (default)" if workers in upload_scripts.CHECKOUT_CONFIG else ""
+        lines.append(_variant_row(f"{workers}{mark}", row))
+    lines.append(_variant_row("no streaming (phases apart)", s["no_stream"]))
+    lines += [_variant_row(f"tar-only, zstd level {r['level']}", r) for r in s["tar_level"]]
+    if "mixed" in s:
+        mx = s["mixed"]
+        name = (
+            f"{mx['edited_files']} files edited (objects + tar; baseline"
+            f" {mx['baseline_s']:.2f} s, ratio {mx['upload_s'] / mx['baseline_s']:.2f})"
+        )
+        lines.append(_variant_row(name, mx))
+    return lines
+
+
+def _mib(value: float) -> str:
+    return f"{value / MiB:.0f} MiB"
 
 
 def _phase_list(phases: dict[str, float]) -> str:
@@ -513,9 +537,38 @@ def _variant_row(name: str, row: dict[str, object]) -> str:
     return f"| {name} | {row['upload_s']:.2f} s | {size} | {row['packs']} | {rss} | {phases} |"
 
 
+def measure(shape: str, repo: Path, args: argparse.Namespace) -> dict[str, object]:
+    """Every figure for one repository."""
+    marker = repo / ".git" / "claude-e2b-bench-marker.json"
+    info = json.loads(marker.read_text()) if marker.exists() else {}
+    info["tracked_files"] = _git(repo, "ls-files").count("\n")
+    result: dict[str, object] = {
+        "shape": shape,
+        "machine": machine(),
+        "repo": {"path": str(repo), **info},
+    }
+    result["main"] = main_runs(repo, args.runs)
+    result["secrets"] = secret_scan(repo)
+    result["history"] = history(repo)
+    if not args.no_sweeps:
+        result["sweeps"] = sweeps(repo, args.quick)
+    result["markdown"] = markdown(result)
+    return result
+
+
+def repositories(args: argparse.Namespace) -> dict[str, Path]:
+    """Shape name → repository: --repo alone, else the --shape ones (default: all)."""
+    if args.repo is not None:
+        return {args.repo.resolve().name: args.repo.resolve()}
+    shapes = args.shape or list(SHAPES)
+    return {s: ensure_repo(CACHE / REPO_DIRS[s], shape=s).resolve() for s in shapes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", type=Path)
+    parser.add_argument("--shape", choices=sorted(SHAPES), action="append",
+                        help="repeatable; default: every shape")  # fmt: skip
+    parser.add_argument("--repo", type=Path, help="measure this repository (no --shape)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer sweep points")
     parser.add_argument("--no-sweeps", action="store_true")
@@ -532,21 +585,16 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.repo is not None and args.shape:
+        parser.error("--repo and --shape exclude each other")
     CACHE.mkdir(parents=True, exist_ok=True)
-    repo = (args.repo or ensure_repo(CACHE / "repo-460")).resolve()
-    marker = repo / ".git" / "claude-e2b-bench-marker.json"
-    info = json.loads(marker.read_text()) if marker.exists() else {}
-    info["tracked_files"] = _git(repo, "ls-files").count("\n")
-    result: dict[str, object] = {"machine": machine(), "repo": {"path": str(repo), **info}}
-    result["main"] = main_runs(repo, args.runs)
-    result["secrets"] = secret_scan(repo)
-    result["history"] = history(repo)
-    if not args.no_sweeps:
-        result["sweeps"] = sweeps(repo, args.quick)
-    result["markdown"] = markdown(result)
+    shapes = {name: measure(name, repo, args) for name, repo in repositories(args).items()}
+    text = "\n\n".join(r["markdown"] for r in shapes.values()) + "\n"
+    result = {"machine": machine(), "shapes": shapes, "markdown": text}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(result["markdown"])
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
