@@ -1,6 +1,6 @@
 """Selection + secret scan throughput, end to end, on two repository shapes.
 
-    uv run python bench/bench_scan.py [--work DIR] [--runs 5] [--out PATH] [--shape NAME]
+    uv run python bench/bench_scan.py [--work DIR] [--runs 5] [--shape NAME ...] [--out JSON]
 
 What a run pays before the sandbox gets a byte: ``select_files`` (git lists, our
 rules, one ``lstat`` per file) and ``screen`` (every selected regular file read
@@ -13,14 +13,18 @@ The shapes:
 - ``gen``: ``bench/gen_repo.py``'s repository (23k files, 460 MiB, ~10 % binary,
   a few large generated files), made by calling the script as it is;
 - ``small``: 22,000 small text files of ~21 KiB, 470 MiB, compressing about 3:1
-  with ``zstd -3`` (source, docs, configs, logs, CSV), with secrets planted in a
-  few dozen of them; made here, reused while its marker matches.
+  with ``zstd -3`` (source, docs, configs, SQL, CSV), with secrets planted in a
+  few dozen of them; made here, reused while its marker matches;
+- ``gen-small-text``: ``bench/gen_repo.py --shape small-text`` (22k text files,
+  473 MB; the shape bench_sync and bench_start use), with ``--shape`` only.
 
 Beside each figure, in the same loop, the baselines over the same files:
 ``tar --null -T - -cf /dev/null`` (GNU tar does not read file data when the
 archive is /dev/null: that is the cost of listing and stat-ing) and
 ``tar --null -T - -cf - | cat > /dev/null`` (reading every byte: what "disk
-speed" means on a warm cache). Prints a Markdown table and writes JSON.
+speed" means on a warm cache). Prints a Markdown table (bench/results/scan.md
+holds one), with the CPU seconds and the load average beside the wall time,
+since other work on the machine moves the figures.
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ import platform
 import random
 import shutil
 import statistics
-import string
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
@@ -50,7 +54,7 @@ from tests.unit.secret_corpus import POSITIVES  # noqa: E402
 MiB = 2**20
 SMALL_VERSION = 1
 MARKER = "claude-e2b-bench-scan-marker.json"
-RUN_SECRET = "sk-ant-api03-bench-run-secret-value-0123456789abcdef"  # noqa: S105 - a fake
+RUN_SECRET = "sk-ant-api03-bench-run-secret-value-0123456789abcdef"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -102,9 +106,9 @@ _TOP = ("api", "web", "services", "libs", "docs", "config", "data", "tests", "to
 def _ident(rng: random.Random) -> str:
     words = rng.sample(_WORDS, rng.randint(1, 3))
     style = rng.random()
-    if style < 0.5:  # noqa: PLR2004 - share of snake_case
+    if style < 0.5:
         return "_".join(words)
-    if style < 0.85:  # noqa: PLR2004 - share of camelCase
+    if style < 0.85:
         return words[0] + "".join(w.title() for w in words[1:])
     return "_".join(words).upper()
 
@@ -113,15 +117,15 @@ def _code_line(rng: random.Random) -> str:
     indent = " " * (4 * rng.randint(0, 4))
     a, b, c = _ident(rng), _ident(rng), _ident(rng)
     shape = rng.random()
-    if shape < 0.3:  # noqa: PLR2004
+    if shape < 0.3:
         return f"{indent}{a} = {b}.{c}({rng.randrange(1000)}, timeout={rng.randrange(60)})"
-    if shape < 0.5:  # noqa: PLR2004
+    if shape < 0.5:
         return f"{indent}if {a} is not None and {b} > {rng.randrange(100)}:"
-    if shape < 0.65:  # noqa: PLR2004
+    if shape < 0.65:
         return f"{indent}# {' '.join(rng.sample(_WORDS, rng.randint(4, 10)))}"
-    if shape < 0.75:  # noqa: PLR2004
+    if shape < 0.75:
         return f'{indent}log.info("{a} {b}", {c}={c}, id="{rng.getrandbits(48):012x}")'
-    if shape < 0.85:  # noqa: PLR2004
+    if shape < 0.85:
         return f'{indent}{a}_URL = "https://{b}.example.org/v{rng.randint(1, 3)}/{c}"'
     return f"{indent}return {a}({b}, {c})"
 
@@ -129,9 +133,9 @@ def _code_line(rng: random.Random) -> str:
 def _doc_line(rng: random.Random) -> str:
     words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 16)))
     shape = rng.random()
-    if shape < 0.15:  # noqa: PLR2004
+    if shape < 0.15:
         return f"## {words.title()}"
-    if shape < 0.3:  # noqa: PLR2004
+    if shape < 0.3:
         return f"- see [{rng.choice(_WORDS)}](https://docs.example.com/{rng.choice(_WORDS)}/)"
     return words + "."
 
@@ -147,7 +151,7 @@ def _data_line(rng: random.Random, ext: str) -> str:
         return f"{number},{key},{value},{rng.random():.4f},{rng.choice(_WORDS)}"
     if ext == ".sql":
         return f"INSERT INTO {key} (id, name) VALUES ({number}, '{value}');"
-    return f"<div class=\"{key}\"><a href=\"/{value}/{number}\">{value}</a></div>"
+    return f'<div class="{key}"><a href="/{value}/{number}">{value}</a></div>'
 
 
 def _line(rng: random.Random, ext: str) -> str:
@@ -238,10 +242,10 @@ def ensure_small_repo(repo: Path, files: int = 22_000, size_mb: int = 470, seed:
     return repo
 
 
-def ensure_gen_repo(repo: Path) -> Path:
-    """bench/gen_repo.py's repository at ``repo``, by calling the script as it is."""
+def ensure_gen_repo(repo: Path, shape: str = "mixed") -> Path:
+    """bench/gen_repo.py's repository of a shape at ``repo``, by calling the script as it is."""
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gen_repo.py"), str(repo)],
+        [sys.executable, str(ROOT / "bench" / "gen_repo.py"), str(repo), "--shape", shape],
         check=True,
         stdout=subprocess.DEVNULL,
         timeout=TIMEOUT_S,
@@ -251,11 +255,11 @@ def ensure_gen_repo(repo: Path) -> Path:
 
 # --- measuring ---------------------------------------------------------------------
 
-
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
+BASELINES = {
+    "tar_devnull": "git ls-files -z | tar --null -T - -cf /dev/null",
+    "tar_cat": "git ls-files -z | tar --null -T - -cf - | cat > /dev/null",
+}
+MB = 10**6
 
 
 def _shell(repo: Path, command: str) -> None:
@@ -264,82 +268,132 @@ def _shell(repo: Path, command: str) -> None:
     )
 
 
-BASELINES = {
-    "tar_devnull": "git ls-files -z | tar --null -T - -cf /dev/null",
-    "tar_cat": "git ls-files -z | tar --null -T - -cf - | cat > /dev/null",
-}
+class _Clock:
+    """Wall and CPU seconds (this process, every thread) of what runs under it."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    def time(self, name: str, action: Callable[[], object]) -> object:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = action()
+        self.wall.setdefault(name, []).append(time.perf_counter() - wall)
+        self.cpu.setdefault(name, []).append(time.process_time() - cpu)
+        return result
+
+    def medians(self, which: dict[str, list[float]]) -> dict[str, float]:
+        return {k: round(statistics.median(v), 3) for k, v in which.items()}
 
 
 def measure(repo: Path, runs: int) -> dict[str, object]:
-    """Median seconds of select, screen, both, and the baselines, over runs."""
+    """Median seconds of select, screen, both, and the baselines, over runs (warm cache)."""
     scanner = SecretScanner([RUN_SECRET])
     options = SelectOptions()
     selection = select_files(repo, options)
-    screening = screen(selection, scanner, "exclude")  # warms the cache, and the figures
-    times: dict[str, list[float]] = {k: [] for k in ("select", "screen", "total", *BASELINES)}
+    screening = screen(selection, scanner, "exclude")  # warms the cache; the figures
+    clock = _Clock()
+    load = [os.getloadavg()[0]]
     for _ in range(runs):
         for name, command in BASELINES.items():
-            times[name].append(_timed(lambda c=command: _shell(repo, c)))
-        started = time.perf_counter()
-        chosen = select_files(repo, options)
-        times["select"].append(time.perf_counter() - started)
-        times["screen"].append(_timed(lambda s=chosen: screen(s, scanner, "exclude")))
-        times["total"].append(time.perf_counter() - started)
+            clock.time(name, lambda c=command: _shell(repo, c))
+        started = (time.perf_counter(), time.process_time())
+        chosen = clock.time("select", lambda: select_files(repo, options))
+        clock.time("screen", lambda s=chosen: screen(s, scanner, "exclude"))
+        clock.wall.setdefault("total", []).append(time.perf_counter() - started[0])
+        clock.cpu.setdefault("total", []).append(time.process_time() - started[1])
+        load.append(os.getloadavg()[0])
     size = selection.total_bytes
+    wall = clock.medians(clock.wall)
     return {
         "files": len(selection.files),
         "bytes": size,
         "hits": len(screening.hits),
         "excluded": len(screening.selection.excluded),
-        "seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
-        "mb_per_s": {k: round(size / MiB / statistics.median(v), 1) for k, v in times.items()},
+        "seconds": wall,
+        "cpu_seconds": clock.medians(clock.cpu),
+        "mb_per_s": {k: round(size / MB / v, 1) for k, v in wall.items()},
+        "load_1min": [round(x, 2) for x in load],
     }
 
 
-def markdown(results: dict[str, dict[str, object]], runs: int) -> str:
+def gate_compile_seconds() -> float:
+    """CPU seconds a fresh process spends compiling the scanner's gate (once, in a thread)."""
+    code = (
+        "import time; from claude_e2b.sync.secrets import _rules_gate; "
+        "c = time.process_time(); _rules_gate().get(); print(time.process_time() - c)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=TIMEOUT_S,
+    )
+    return round(float(done.stdout), 3)
+
+
+def _row(shape: str, r: dict[str, Any]) -> str:
+    s, cpu, rate = r["seconds"], r["cpu_seconds"], r["mb_per_s"]
+    mib_s = r["bytes"] / MiB / s["total"]
+    cells = [
+        shape,
+        str(r["files"]),
+        f"{r['bytes'] / MB:.0f} MB",
+        f"{s['select']:.2f} s",
+        f"{s['screen']:.2f} s",
+        f"**{s['total']:.2f} s = {rate['total']:.0f} MB/s** ({mib_s:.0f} MiB/s)",
+        f"{cpu['total']:.2f} s",
+        f"{s['tar_cat']:.2f} s = {rate['tar_cat']:.0f} MB/s",
+        f"{rate['total'] / rate['tar_cat']:.2f}",
+        f"{s['tar_devnull']:.2f} s",
+        str(r["hits"]),
+        f"{min(r['load_1min']):.1f} to {max(r['load_1min']):.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(results: dict[str, dict[str, Any]], runs: int, compile_s: float) -> str:
     """The table for bench/results/scan.md."""
     head = (
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-        f"Python {platform.python_version()}, medians of {runs} runs, warm page cache.\n\n"
-        "| shape | files | MiB | select | screen | **select + screen** "
-        "| tar -cf /dev/null | tar \\| cat | hits |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"Python {platform.python_version()}, medians of {runs} runs, warm page cache; "
+        f"MB = 10^6 bytes of the selected files.\n\n"
+        "| shape | files | size | select | screen | **select + screen** | its CPU "
+        "| tar \\| cat | vs tar \\| cat | tar -cf /dev/null | hits | load (1 min) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    rows = []
-    for shape, r in results.items():
-        s, rate = r["seconds"], r["mb_per_s"]
-        assert isinstance(s, dict)
-        assert isinstance(rate, dict)
-        cells = [
-            shape,
-            str(r["files"]),
-            f"{int(r['bytes']) / MiB:.0f}",  # type: ignore[call-overload]
-            f"{s['select']:.2f} s",
-            f"{s['screen']:.2f} s",
-            f"**{s['total']:.2f} s = {rate['total']:.0f} MB/s**",
-            f"{s['tar_devnull']:.2f} s",
-            f"{s['tar_cat']:.2f} s = {rate['tar_cat']:.0f} MB/s",
-            str(r["hits"]),
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-    return head + "\n".join(rows) + "\n\nMB/s is MiB of selected file bytes per second.\n"
+    rows = "\n".join(_row(shape, r) for shape, r in results.items())
+    tail = (
+        f"\n\nThe scanner's gate compiles once per process in a background thread: "
+        f"{compile_s:.2f} s of CPU, started when the first SecretScanner is made.\n"
+    )
+    return head + rows + tail
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/claude-e2b-bench-scan"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--shape", choices=("gen", "small"), action="append")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scan.json")
+    parser.add_argument("--shape", choices=("gen", "small", "gen-small-text"), action="append")
+    parser.add_argument("--out", type=Path, help="also write the figures there, as JSON")
     args = parser.parse_args()
-    makers = {"gen": ensure_gen_repo, "small": ensure_small_repo}
+    makers: dict[str, Callable[[Path], Path]] = {
+        "gen": ensure_gen_repo,
+        "small": ensure_small_repo,
+        "gen-small-text": lambda repo: ensure_gen_repo(repo, "small-text"),
+    }
     results = {}
-    for shape in args.shape or list(makers):
+    for shape in args.shape or ["gen", "small"]:
         repo = makers[shape](args.work / f"{shape}-shape")
         results[shape] = measure(repo, args.runs)
         print(shape, json.dumps(results[shape]), file=sys.stderr)
-    table = markdown(results, args.runs)
+    table = markdown(results, args.runs, gate_compile_seconds())
     print(table)
-    args.out.write_text(json.dumps({"results": results, "markdown": table}, indent=2) + "\n")
+    if args.out:
+        args.out.write_text(json.dumps({"results": results, "markdown": table}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

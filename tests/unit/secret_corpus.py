@@ -6,7 +6,10 @@ never trips push protection or another scanner.
 
 POSITIVES: rule -> generators of (key name, value, context kinds);
 NEGATIVES: near-misses the scanner must leave alone;
-FILLER: ordinary source lines (hashes, UUIDs, URLs, base64) to bury them in.
+FILLER: ordinary source lines (hashes, UUIDs, URLs, base64) to bury them in;
+write_tree: a tree of files of many kinds with them planted;
+reference_*: the scan as it was before the gate and the threads (commit 7e18cd2),
+which the scan of today must equal.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ from __future__ import annotations
 import base64
 import json
 import random
+import stat
 import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from claude_e2b.sync.secrets import SecretHit, SecretScanner, _to_hits
 
 B62 = string.ascii_letters + string.digits
 B64 = B62 + "+/"
@@ -604,3 +611,120 @@ def filler_line(rng: random.Random) -> str:
     if kind == 2:
         return base64.b64encode(rng.randbytes(48)).decode()
     return rng.choice(FILLER)
+
+
+# --- trees of files, and the scan as it was before the gate --------------------------
+
+RUN_SECRET = "run-secret-" + "value-for-the-trees-0042"
+
+
+def _as_line(ex: Example, kind: str) -> str:
+    """The example as it would sit in a file of this kind (multi-line values as they are)."""
+    key = ex.key or "secret"
+    if "\n" in ex.value or kind in {".md", ".txt", ".pem.txt"}:
+        return ex.value
+    return {
+        ".py": f"{key} = {ex.value!r}",
+        ".json": f'  "{key}": {json.dumps(ex.value)},',
+        ".yaml": f"{key}: {ex.value}",
+        ".env.example": f"{key}={ex.value}",
+        ".sh": f"export {key}='{ex.value}'",
+    }.get(kind, ex.value)
+
+
+def _text_file(rng: random.Random, kind: str, planted: list[str]) -> bytes:
+    lines = [filler_line(rng) for _ in range(rng.randrange(0, 60))]
+    for snippet in planted:
+        lines.insert(rng.randrange(len(lines) + 1), snippet)
+    newline = "\r\n" if rng.random() < 0.15 else "\n"
+    return (newline.join(lines) + newline).encode()
+
+
+def _binary_file(rng: random.Random, planted: list[str]) -> bytes:
+    body = rng.randbytes(rng.randrange(50, 4000))
+    return b"\x7fELF\0\0" + body + "\n".join(planted).encode() + rng.randbytes(100)
+
+
+def _planted(rng: random.Random, kind: str, near_misses: list[str]) -> list[str]:
+    """Nothing, a token of a random rule, a near miss, the run's own secret, or several."""
+    choice = rng.randrange(8)
+    if choice < 3:
+        return []
+    rule = rng.choice(sorted(POSITIVES))
+    token = _as_line(rng.choice(POSITIVES[rule])(rng), kind)
+    near_miss = rng.choice(near_misses)
+    return [[token], [near_miss], [f"key: {RUN_SECRET}"], [token, near_miss, token]][choice % 4]
+
+
+def write_tree(root: Path, rng: random.Random, files: int) -> list[str]:
+    """Files of many kinds under root, most holding a planted secret or a near miss.
+
+    Text of every kind (some with Windows line ends), binaries (a NUL up front)
+    with tokens and run secrets inside, empty files. Returns their paths.
+    """
+    kinds = (".py", ".json", ".yaml", ".env.example", ".sh", ".md", ".txt", ".bin", ".empty")
+    rels, near_misses = [], negatives(rng)
+    for n in range(files):
+        kind = rng.choice(kinds)
+        rel = f"d{n % 7}/sub{n % 3}/file_{n}{kind}"
+        planted = _planted(rng, kind, near_misses)
+        if kind == ".bin":
+            data = _binary_file(rng, planted)
+        else:
+            data = b"" if kind == ".empty" else _text_file(rng, kind, planted)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+        rels.append(rel)
+    return rels
+
+
+def reference_hits(
+    scanner: SecretScanner,
+    path: str,
+    data: bytes,
+    *,
+    binary: bool | None = None,
+    line_base: int = 0,
+) -> list[SecretHit]:
+    """The hits of scan_bytes as it was before the gate: every anchor of every text checked."""
+    if binary if binary is not None else b"\0" in data[:8192]:
+        offsets = scanner._known_offsets(data)
+    else:
+        offsets = scanner._anchored(data) + scanner._searched(data)
+    return _to_hits(path, data, offsets, line_base)
+
+
+def reference_scan_file(
+    scanner: SecretScanner, path: Path, rel: str, max_bytes: int
+) -> list[SecretHit]:
+    """scan_file as it was: read max_bytes, then windows overlapping by 16 KiB."""
+    with path.open("rb") as stream:
+        window = stream.read(max_bytes)
+        if len(window) < max_bytes:
+            return reference_hits(scanner, rel, window)
+        overlap = min(16 * 1024, max_bytes // 2)
+        binary = b"\0" in window[:8192]
+        hits: set[SecretHit] = set()
+        line_base = 0
+        while True:
+            hits.update(reference_hits(scanner, rel, window, binary=binary, line_base=line_base))
+            more = stream.read(max_bytes - overlap)
+            if not more:
+                return sorted(hits, key=lambda h: (h.line, h.rule))
+            line_base += window.count(b"\n", 0, len(window) - overlap)
+            window = window[len(window) - overlap :] + more
+
+
+def reference_scan_tree(
+    scanner: SecretScanner, root: Path, rels: list[str], max_bytes: int = 10 * 2**20
+) -> list[SecretHit]:
+    """scan_tree as it was: one thread, pathlib, an lstat per file, regular files only."""
+    hits: list[SecretHit] = []
+    for rel in rels:
+        path = root / rel
+        try:
+            if stat.S_ISREG(path.lstat().st_mode):
+                hits.extend(reference_scan_file(scanner, path, rel, max_bytes))
+        except FileNotFoundError:
+            continue
+    return hits

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import re
 import sysconfig
@@ -16,16 +18,33 @@ from pathlib import Path
 
 import pytest
 
+from claude_e2b.errors import SyncError
+from claude_e2b.sync import secrets
 from claude_e2b.sync.secrets import (
     _SPECS,
     RULE_NAMES,
     RUN_SECRET_RULE,
     SecretHit,
     SecretScanner,
+    _compile_gate,
+    _Detector,
+    _Gate,
     _parse_rules,
+    _rules_gate,
+    _RuleSpec,
     scan_tree,
+    widen,
 )
-from tests.unit.secret_corpus import POSITIVES, Example, filler_line, negatives
+from tests.unit.secret_corpus import (
+    POSITIVES,
+    RUN_SECRET,
+    Example,
+    filler_line,
+    negatives,
+    reference_hits,
+    reference_scan_tree,
+    write_tree,
+)
 
 SCANNER = SecretScanner()
 
@@ -299,3 +318,171 @@ def test_malformed_rule_is_a_value_error_naming_it(text: str, complaint: str) ->
     """A rule with a missing, unknown or wrong field, or an unknown fragment, is refused."""
     with pytest.raises(ValueError, match=re.escape(complaint)):
         _parse_rules(text)
+
+
+# --- the gate, the reader and the threads: the same hits as the scan before them -----
+
+
+def test_every_rule_is_gated_by_its_widened_pattern() -> None:
+    """widen translates every built-in rule; none falls back to its anchors (slow)."""
+    gate = _rules_gate().get()
+    assert gate.widened == {spec.name for spec in _SPECS}
+    assert gate.anchored == frozenset()
+
+
+def _texts(rng: random.Random) -> list[str]:
+    """Every positive in every context, each near miss, and each cut or glued to its neighbours."""
+    texts = [render(ex, ctx) for rule in sorted(POSITIVES) for ex, ctx in examples(rule, 21)]
+    texts += negatives(rng)
+    cut = [t[: rng.randrange(1, len(t) + 1)] for t in texts]
+    glued = ["x" + t + "_" for t in texts] + ["AB" + t.upper() for t in texts]
+    return texts + cut + glued
+
+
+def test_widened_pattern_matches_wherever_its_rule_does() -> None:
+    """Each rule's widened form finds a match in every text where the rule's regex has one."""
+    texts = [t.encode() for t in _texts(random.Random(13))]
+    missed = []
+    for spec in _SPECS:
+        exact = re.compile(spec.pattern.encode())
+        widened = _Detector(_compile_gate([widen(spec.pattern.encode())]))
+        matching = [t for t in texts if exact.search(t)]
+        missed += [(spec.name, t[:60]) for t in matching if not widened.found_in(t)]
+    assert not missed
+
+
+def test_a_rule_widen_cannot_translate_is_gated_by_its_anchors() -> None:
+    """A back reference is beyond widen: that rule's gate is its anchors, still exact."""
+    specs = [_RuleSpec("doubled", ("dbl_",), r"dbl_(\w{8})\1")]
+    gate = _Gate(specs)
+    assert (gate.widened, gate.anchored) == (frozenset(), {"doubled"})
+    assert gate.may_match(b"x dbl_ y") is True
+    assert gate.may_match(b"x dbl y") is False
+
+
+def test_a_rule_hyperscan_refuses_is_gated_by_its_anchors_the_secrets_apart() -> None:
+    """A widened form Hyperscan refuses (it matches nothing at all) falls back to anchors."""
+    gate = _Gate([_RuleSpec("maybe-empty", ("tok_",), r"(?:tok_)?x*")], [b"run-secret-value-1"])
+    assert (gate.anchored, gate.known) == ({"maybe-empty"}, frozenset())
+    assert gate.may_match(b"a tok_ b") is True
+    assert gate.may_match(b"a run-secret-value-1 b") is False
+
+
+def test_a_long_run_secret_is_looked_for_beside_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run secret too long for the gate is still found, by a search of its own."""
+    monkeypatch.setattr(secrets, "_GATE_JOBS", {})
+    long = "k" * 300 + "-long-run-secret-" + "v" * 300
+    scanner = SecretScanner([long, RUN_SECRET])
+    assert secrets._rules_gate().get().known == {RUN_SECRET.encode()}
+    hits = scanner.scan_bytes(f"a\nx={long}\n".encode(), "f")
+    assert hits == [SecretHit("f", 2, RUN_SECRET_RULE)]
+
+
+def _scanner(kind: str, monkeypatch: pytest.MonkeyPatch) -> SecretScanner:
+    """A scanner of each kind; "in-gate": the first of its process, its secrets in the gate."""
+    if kind == "built-in":
+        return SCANNER
+    if kind == "extra-rules":
+        return SecretScanner(extra_rules={"acme": r"acme_[0-9a-f]{16}\b", "corp": r"corp-\d{6}"})
+    if kind == "in-gate":
+        monkeypatch.setattr(secrets, "_GATE_JOBS", {})  # as in a run's own process
+    scanner = SecretScanner([RUN_SECRET, "another-run-secret-9"])
+    in_gate = secrets._rules_gate().get().known == {RUN_SECRET.encode(), b"another-run-secret-9"}
+    assert in_gate == (kind == "in-gate")
+    return scanner
+
+
+KINDS = ["built-in", "run-secrets", "in-gate", "extra-rules"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gated_scan_equals_the_scan_before_the_gate(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For each text alone, in files of every kind and as one file, the hits are unchanged."""
+    scanner = _scanner(kind, monkeypatch)
+    rng = random.Random(17)
+    texts = [*_texts(rng), f"k={RUN_SECRET}", "x acme_0123456789abcdef y", "corp-123456"]
+    docs = [t.encode() for t in texts]
+    docs += [bury(rng, t, Example("none", "", t))[0].encode() for t in texts[:200]]
+    docs += [b"\x7fELF\0" + d for d in docs[::7]]  # binaries: run secrets only
+    docs.append(b"\n".join(docs))
+    assert sum(bool(reference_hits(scanner, "f", d)) for d in docs) > 100
+    for doc in docs:
+        assert scanner.scan_bytes(doc, "f") == reference_hits(scanner, "f", doc)
+
+
+@pytest.fixture
+def planted_tree(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A tree of 400 files of many kinds with secrets planted, and things that are no files."""
+    root = tmp_path / "tree"
+    rels = write_tree(root, random.Random(23), files=400)
+    rng = random.Random(29)
+    filler = "".join(f"{filler_line(rng)}\n" for _ in range(9000))
+    token = POSITIVES["npm-token"][0](rng).value
+    (root / "big.txt").write_text(
+        f"{filler[:70_000]}NPM={token}\n{filler[70_000:]}k={RUN_SECRET}\n"
+    )
+    medium = [f"d2/medium_{size}.txt" for size in (9_000, 13_000, 21_000, 40_000, 70_000)]
+    for rel in medium:  # larger than a small region, some than a small window
+        (root / rel).write_text(filler[: int(rel[10:-4])] + f"\nNPM={token}\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text(f"NPM={token}\n")
+    (root / "link").symlink_to(outside)
+    os.mkfifo(root / "fifo")
+    extra = ["big.txt", *medium, "link", "fifo", "d0", "gone.txt", "d1/sub1/no/such"]
+    return root, sorted([*rels, *extra])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1, 32 * 1024, 8 * 1024, "run-secrets"),
+        (3, 32 * 1024, 8 * 1024, "in-gate"),
+        (2, 2**20, 256 * 1024, "run-secrets"),
+    ],
+    ids=["1-thread-small-buffers", "3-threads-small-buffers", "2-threads"],
+)
+def test_scan_tree_equals_the_scan_before(
+    planted_tree: tuple[Path, list[str]],
+    case: tuple[int, int, int, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Threads, the reused buffers, regions and the gate give the old hits in the old order."""
+    workers, window, region, kind = case
+    root, rels = planted_tree
+    monkeypatch.setattr(secrets, "_WINDOW", window)  # small: big.txt is read in windows
+    monkeypatch.setattr(secrets, "_REGION", region)  # small: medium files do not fit
+    monkeypatch.setattr(secrets, "_REGION_BUFFER", 2 * region)
+    scanner = _scanner(kind, monkeypatch)
+    expected = reference_scan_tree(scanner, root, rels, max_bytes=window)
+    assert len(expected) > 150
+    assert {h.path for h in expected} >= {"big.txt", "d2/medium_9000.txt", "d2/medium_70000.txt"}
+    assert scan_tree(scanner, root, rels, workers=workers) == expected
+
+
+class _RefusingOs:
+    """The os module, except that opening the named files fails as for a file without access."""
+
+    def __init__(self, refused: set[str]) -> None:
+        self.refused = refused
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
+        if any(path.endswith(f"/{rel}") for rel in self.refused):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return os.open(path, flags, mode)
+
+
+def test_unreadable_file_fails_the_scan_naming_the_first_in_order(
+    planted_tree: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that cannot be read is a SyncError, for the first such file of the list."""
+    root, rels = planted_tree
+    files = [r for r in rels if (root / r).is_file() and not (root / r).is_symlink()]
+    first, later = files[100], files[300]
+    monkeypatch.setattr(secrets, "os", _RefusingOs({later, first}))
+    with pytest.raises(SyncError, match=f"cannot read {re.escape(first)} to scan it"):
+        scan_tree(SCANNER, root, rels, workers=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import stat
 import subprocess
 import time
@@ -11,16 +12,23 @@ from pathlib import Path
 import pytest
 
 from claude_e2b.errors import ConfigError, UserError
+from claude_e2b.sync import screen as screen_module
+from claude_e2b.sync import secrets
+from claude_e2b.sync.screen import SecretsPolicy, screen
+from claude_e2b.sync.secrets import SecretHit, SecretScanner
 from claude_e2b.sync.select import (
     ALWAYS_EXCLUDED,
     TOTAL_CAP_SETTING,
     Excluded,
+    SelectedFile,
     Selection,
     SelectOptions,
     excluded_reason,
+    excluded_reasons,
     human_size,
     select_files,
 )
+from tests.unit.secret_corpus import POSITIVES, RUN_SECRET, reference_scan_tree, write_tree
 
 ODD_NAMES = (
     "with space.txt",
@@ -530,3 +538,153 @@ def test_names_that_are_not_utf8_round_trip(tmp_path: Path) -> None:
     selection = select_files(repo)
     assert [os.fsencode(p) for p in paths_of(selection)] == [b"caf\xe9.txt", b"plain.txt"]
     assert selection.files[0].size == len(b"latin-1 name")
+
+
+# --- one pass for many paths, one stat per file: the same results as before ----------
+
+PLAN_SETS = (
+    (),
+    ("secrets/**", "/top.txt", "*.csv", "cache/", "node_modules", "docs/**/gen", "a?c.txt"),
+    ("[bc]uild/", "data\\*.txt", "/src/*.min.js", "**/fixtures/**", "x/"),
+    ("*",),
+    ("?", "[ab]*/"),
+)
+PLAN_NAMES = (
+    "secrets/a.txt",
+    "top.txt",
+    "data.csv",
+    "cache/x",
+    "node_modules/y.js",
+    "docs/a/gen/x",
+    "abc.txt",
+    "build/o",
+    "cuild/o",
+    "data*.txt",
+    "dataX.txt",
+    "src/app.min.js",
+    "t/fixtures/f",
+    "x/y",
+)
+
+
+def _path_corpus(rng: random.Random) -> list[str]:
+    """Every rule's names and plan names, at depths and in cases; look-alikes, odd names."""
+    names = [example_for(glob) for glob, _ in ALWAYS_EXCLUDED]
+    names += [*LOOKALIKES, *ODD_NAMES, *PLAN_NAMES, "ordinary.py", "src/app/main.ts"]
+    cases = (str, str.upper, str.title, str.swapcase)
+    paths = [p + c(n) for n in names for p in ("", "a/", "deep/er/", ".ssh/") for c in cases]
+    # re's IGNORECASE folds the long s to s and the Kelvin sign to k, not only ASCII.
+    paths += [".\u017fsh/config", "\u212aubeconfig", "id_r\u017fa", "x/.ENV", "\u0130d_rsa"]
+    words = ("src", "env", "key", "pem", ".git", "id", "rsa", "json", "lib", "ssh", "tf")
+    paths += ["/".join(rng.choices(words, k=rng.randint(1, 4))) + ".txt" for _ in range(500)]
+    return paths
+
+
+@pytest.mark.parametrize("extra", PLAN_SETS, ids=lambda e: ",".join(e) or "none")
+def test_excluded_reasons_equal_excluded_reason_path_by_path(extra: tuple[str, ...]) -> None:
+    """The one-pass answers for many paths are excluded_reason's, path by path."""
+    paths = _path_corpus(random.Random(31))
+    expected = [excluded_reason(p, extra) for p in paths]
+    assert sum(reason is not None for reason in expected) > 300
+    assert sum(reason is None for reason in expected) > 100 or "*" in extra
+    assert excluded_reasons(paths, extra) == expected
+
+
+def test_excluded_reasons_refuse_bad_patterns() -> None:
+    """A negated pattern is a ConfigError for many paths as for one."""
+    with pytest.raises(ConfigError):
+        excluded_reasons(["a.txt"], ["!a.txt"])
+
+
+def _reference_selection(
+    root: Path, options: SelectOptions
+) -> tuple[tuple[SelectedFile, ...], tuple[Excluded, ...], int]:
+    """Files, exclusions and missing files as select_files found them before (7e18cd2).
+
+    Paths as str sorted by their bytes; per path: excluded_reason, then an lstat,
+    then the kind, the parents and the size.
+    """
+    gitlinks = {p.split("\t", 1)[1] for p in git_list(root, "--stage") if p.startswith("160000 ")}
+    paths = {p.split("\t", 1)[1] for p in git_list(root, "--stage")} - gitlinks
+    if options.include_untracked:
+        paths |= {p for p in git_list(root, "--others", "--exclude-standard") if p[-1] != "/"}
+    files, excluded, missing = [], [], 0
+    for path in sorted(paths, key=os.fsencode):
+        reason = excluded_reason(path, options.extra_excludes)
+        try:
+            st = None if reason else os.lstat(root / path)
+        except (FileNotFoundError, NotADirectoryError):
+            missing += 1
+            continue
+        reason = reason or _reference_reason(root, path, st, options.max_file_bytes)
+        if reason:
+            excluded.append(Excluded(path, reason))
+        else:
+            assert st is not None
+            files.append(SelectedFile(path, st.st_size, stat.S_ISLNK(st.st_mode), st.st_mode))
+    return tuple(files), tuple(excluded), missing
+
+
+def _reference_reason(root: Path, path: str, st: os.stat_result | None, cap: int) -> str | None:
+    assert st is not None
+    parents = [path.rsplit("/", n)[0] for n in range(1, path.count("/") + 1)]
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return "not a regular file or symlink"
+    if not all(stat.S_ISDIR(os.lstat(root / p).st_mode) for p in parents):
+        return "beyond a symbolic link"
+    if st.st_size > cap:
+        return f"over the per-file cap: {human_size(st.st_size)} > {human_size(cap)}"
+    return None
+
+
+@pytest.fixture
+def planted_repo(tmp_path: Path) -> Path:
+    """A repository of many kinds of files with secrets planted, and every odd case."""
+    repo = new_repo(tmp_path / "repo")
+    rng = random.Random(37)
+    write_tree(repo, rng, files=300)
+    token = POSITIVES["github-token"][0](rng).value
+    for name in (".env", "deploy/id_rsa", "certs/site.pem", "gen/secrets/x.txt", *ODD_NAMES):
+        write(repo, name, f"a\nTOKEN={token}\n")
+    write(repo, "big.txt", "".join(f"line {i}\n" for i in range(30_000)) + f"t={token}\n")
+    write(repo, "huge.txt", "x" * 600_000 + f"\nt={token}\n")
+    (repo / os.fsdecode(b"caf\xe9.env.example")).write_text(f"k={RUN_SECRET}\n")
+    write(repo, "real/inner.txt", f"t={token}\n")
+    write(repo, "was_file.txt", "soon a fifo")
+    (repo / "link-in").symlink_to("big.txt")
+    (repo / "link-out").symlink_to(tmp_path / "outside.txt")
+    commit_all(repo)
+    (repo / "was_file.txt").unlink()
+    os.mkfifo(repo / "was_file.txt")
+    (repo / "real").rename(repo / "moved")
+    (repo / "real").symlink_to("moved")
+    (repo / "d0/sub0").rename(tmp_path / "gone")
+    write(repo, "untracked/new.yaml", f"token: {token}\n")
+    return repo
+
+
+@pytest.mark.parametrize("policy", ["exclude", "fail", "warn"])
+def test_select_and_screen_equal_the_reference_on_a_planted_repository(
+    planted_repo: Path, policy: SecretsPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Selection and Screening, every field, are what the code before the rewrite made."""
+    monkeypatch.setattr(secrets, "_WINDOW", 64 * 1024)  # big.txt is read in windows
+    options = SelectOptions(
+        include_untracked=True, extra_excludes=("gen/secrets/",), max_file_bytes=500_000
+    )
+    selection = select_files(planted_repo, options)
+    files, excluded, missing = _reference_selection(planted_repo.resolve(), options)
+    assert (selection.files, selection.excluded) == (files, excluded)
+    assert f"{missing} tracked file(s) deleted in the work tree are not sent" in selection.notes
+    assert missing > 10
+    assert {"was_file.txt", "real/inner.txt", ".env", "huge.txt"} <= {e.path for e in excluded}
+    scanner = SecretScanner([RUN_SECRET])
+    screening = screen(selection, scanner, policy)
+
+    def reference_tree(scanner: SecretScanner, root: Path, rels: list[str]) -> list[SecretHit]:
+        return reference_scan_tree(scanner, root, list(rels), max_bytes=64 * 1024)
+
+    monkeypatch.setattr(screen_module, "scan_tree", reference_tree)
+    expected = screen(selection, scanner, policy)
+    assert len(expected.hits) > 100
+    assert screening == expected

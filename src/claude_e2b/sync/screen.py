@@ -28,7 +28,12 @@ class Screening:
 
 
 def screen(selection: Selection, scanner: SecretScanner, policy: SecretsPolicy) -> Screening:
-    """Scan every selected regular file and apply the plan's secrets policy."""
+    """Scan every selected regular file and apply the plan's secrets policy.
+
+    Nothing is stat-ed again: select's one ``lstat`` per file said which files are
+    symlinks (they go up as links, their targets unscanned), and the scan opens the
+    others without following a final symlink, on several threads.
+    """
     paths = [f.path for f in selection.files if not f.is_symlink]
     hits = tuple(scan_tree(scanner, selection.root, paths))
     if not hits or policy == "warn":

@@ -1,22 +1,33 @@
 """Fast secret scanner: run before the upload, and on the changes coming back.
 
-Two passes, because precise regexes are slow and secrets are rare:
+Three passes, because precise regexes are slow and secrets are rare:
 
-1. A prefilter finds every *anchor*: a literal that each rule's token must start
-   with (``ghp_``, ``AKIA``, ``-----BEGIN``, ``://``) or the exact value of a
-   secret this run holds.  Hyperscan matches all anchors at once, over the whole
-   file, at gigabytes a second (see ``bench/bench_secrets.py`` for the figures
-   against Python ``re``, ``bytes.find`` and RE2).
-2. At each anchor, only that anchor's rule runs, as a Python regex anchored there
+1. A *gate* asks whether any rule could match anywhere in the text: every rule,
+   widened (look-arounds dropped, see ``widen``), in one Hyperscan database that
+   stops at the first match.  Text where nothing can match, nearly all of it, has
+   no hit and costs no Python work.  The gate is compiled once per process, in a
+   background thread started by the first scanner (Hyperscan compiles without the
+   GIL), so it overlaps whatever the run does next.
+2. In text the gate lets through, a prefilter finds every *anchor*: a literal
+   that each rule's token must start with (``ghp_``, ``AKIA``, ``-----BEGIN``,
+   ``://``) or the exact value of a secret this run holds, all at once with
+   Hyperscan (see ``bench/bench_secrets.py`` for the figures against Python
+   ``re``, ``bytes.find`` and RE2).
+3. At each anchor, only that anchor's rule runs, as a Python regex anchored there
    (``pattern.match(data, pos)``), followed by a placeholder check, so the cost of
    a rule is paid only where its prefix occurs.
+
+Passes 2 and 3 alone decide every hit; the gate only skips text where they would
+find none, so the hits are exactly theirs.
 
 The rules are data, ``data/secret_rules.toml`` in the package, read at import,
 so users can read exactly what is searched for.
 
-Files are scanned as bytes, never decoded.  A file with a NUL byte in its first
-8 KiB is binary: it is searched only for the run's own secret values, since a
-binary can hold one (a cache, a ``.pyc``) but the token formats would misfire.
+Files are scanned as bytes, never decoded, read into a buffer each thread reuses
+(``scan_tree`` scans on several threads: reading and Hyperscan both release the
+GIL).  A file with a NUL byte in its first 8 KiB is binary: it is searched only
+for the run's own secret values, since a binary can hold one (a cache, a
+``.pyc``) but the token formats would misfire.
 
 A hit names the path, the line and the rule, never the value: hits are printed,
 logged and put in reports, and the secret must not travel with them.
@@ -24,16 +35,20 @@ logged and put in reports, and the secret must not travel with them.
 
 from __future__ import annotations
 
+import importlib
+import os
+import queue
 import re
 import stat
 import threading
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, Generic, TypeVar, cast
 
 import hyperscan
 
@@ -43,12 +58,25 @@ from claude_e2b.errors import SyncError
 _BINARY_SNIFF: Final = 8192
 # Values this short would match everywhere; they cannot be told from ordinary text.
 _MIN_KNOWN_SECRET: Final = 8
+# Run secrets longer than this are looked for in a pass of their own, not in the gate.
+_GATE_VALUE_MAX: Final = 512
 # Large files are read in windows this much apart less the overlap, so memory stays
 # bounded; the overlap is longer than any token, so none is lost on a seam.
 _WINDOW_OVERLAP: Final = 16 * 1024
 # How far from where Hyperscan's approximation of an extra rule ends its real
 # match may start or end: extra rules come without anchors.
 _EXTRA_REACH: Final = 4096
+# Files are read into a buffer this large; a file that fills it is scanned in windows.
+_WINDOW: Final = 10 * 2**20
+# Text files read one behind the other are gated together from this much on, in
+# buffers of the second size; a file that does not fit goes on its own.
+_REGION: Final = 256 * 1024
+_REGION_BUFFER: Final = 2**20
+# The most threads (Hyperscan releases the GIL), and the fewest files worth a thread.
+_MAX_WORKERS: Final = 4
+_FEW_FILES: Final = 64
+# No symlink is followed at the end of a path, nor does a FIFO block the scan.
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 RUN_SECRET_RULE: Final = "run-secret"  # noqa: S105 - a rule name, not a password
 
@@ -309,6 +337,229 @@ def _literal_table(
     return literals, [tuple(by_literal[lit]) for lit in literals]
 
 
+# --- the gate: every rule, widened, in one Hyperscan database ------------------------
+
+# The parser behind ``re``, under its current name (``sre_parse`` warns when imported).
+_parser: Any = importlib.import_module("re._parser")
+_sre: Any = importlib.import_module("re._constants")
+
+_ANY_BYTE: Final = "[\\x00-\\xff]"
+# What \d, \s and \w match in a bytes pattern.
+_CATEGORY_BYTES: Final[dict[Any, bytes]] = {
+    _sre.CATEGORY_DIGIT: b"0123456789",
+    _sre.CATEGORY_SPACE: b" \t\n\r\x0b\x0c",
+    _sre.CATEGORY_WORD: b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz",
+}
+_ZERO_WIDTH: Final = (_sre.ASSERT, _sre.ASSERT_NOT, _sre.AT)
+_REPEATS: Final = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
+_T = TypeVar("_T")
+
+
+class _UnwidenableError(ValueError):
+    """A regex construct ``widen`` does not translate."""
+
+
+def widen(pattern: bytes) -> tuple[bytes, int]:
+    r"""A Hyperscan expression and flags matching wherever the bytes regex ``pattern`` can.
+
+    Zero-width assertions (look-arounds, ``\b``, ``^``) are dropped and group
+    names forgotten: what is left matches every text the regex matches, and some
+    more.  Raises ValueError for a construct it does not translate (back
+    references, locale-dependent classes, atomic groups).
+    """
+    parsed = _parser.parse(pattern)
+    flags: int = parsed.state.flags
+    if flags & _sre.SRE_FLAG_LOCALE:
+        raise _UnwidenableError("locale-dependent pattern")
+    body = _emit(parsed, dotall=bool(flags & _sre.SRE_FLAG_DOTALL))
+    caseless = hyperscan.HS_FLAG_CASELESS if flags & _sre.SRE_FLAG_IGNORECASE else 0
+    return body.encode(), caseless
+
+
+def _emit(items: Iterable[tuple[Any, Any]], *, dotall: bool) -> str:
+    return "".join(_emit_one(op, av, dotall=dotall) for op, av in items)
+
+
+def _emit_one(op: Any, av: Any, *, dotall: bool) -> str:  # noqa: PLR0911 - one case per op
+    if op is _sre.LITERAL:
+        return _byte(av)
+    if op is _sre.NOT_LITERAL:
+        return f"[^{_byte(av)}]"
+    if op in (_sre.IN, _sre.CATEGORY):
+        return _emit_class(av if op is _sre.IN else [(op, av)])
+    if op is _sre.ANY:
+        return _ANY_BYTE if dotall else "[^\\n]"
+    if op in _REPEATS:
+        low, high, item = av
+        return f"(?:{_emit(item, dotall=dotall)}){{{low},{'' if high is _sre.MAXREPEAT else high}}}"
+    if op is _sre.SUBPATTERN:
+        return _emit_group(av, dotall=dotall)
+    if op is _sre.BRANCH:
+        return "(?:" + "|".join(_emit(branch, dotall=dotall) for branch in av[1]) + ")"
+    if op in _ZERO_WIDTH:
+        return ""
+    raise _UnwidenableError(f"unsupported regex construct {op}")
+
+
+def _emit_group(av: Any, *, dotall: bool) -> str:
+    _group, add, remove, item = av
+    if (add | remove) & _sre.SRE_FLAG_LOCALE:
+        raise _UnwidenableError("locale-dependent group")
+    dotall = bool(add & _sre.SRE_FLAG_DOTALL) or (dotall and not remove & _sre.SRE_FLAG_DOTALL)
+    # A group made case-sensitive stays as wide as its surroundings: wider is fine.
+    opening = "(?i:" if add & _sre.SRE_FLAG_IGNORECASE else "(?:"
+    return opening + _emit(item, dotall=dotall) + ")"
+
+
+def _emit_class(items: Iterable[tuple[Any, Any]]) -> str:
+    negated, members = False, []
+    for op, av in items:
+        if op is _sre.NEGATE:
+            negated = True
+        elif op is _sre.LITERAL:
+            members.append(_byte(av))
+        elif op is _sre.RANGE:
+            members.append(f"{_byte(av[0])}-{_byte(av[1])}")
+        elif op is _sre.CATEGORY and av in _CATEGORY_BYTES:
+            members.extend(_byte(b) for b in _CATEGORY_BYTES[av])
+        else:  # a negated category or the like: every byte is wider, negated or not
+            return _ANY_BYTE
+    return "[" + "^" * negated + "".join(members) + "]"
+
+
+def _byte(value: int) -> str:
+    return f"\\x{value:02x}"
+
+
+def _anchors_expression(spec: _RuleSpec) -> tuple[bytes, int]:
+    """The rule's anchors as one expression: a gate for a rule ``widen`` cannot translate."""
+    alternatives = ("".join(_byte(b) for b in anchor.encode()) for anchor in spec.anchors)
+    return ("(?:" + "|".join(alternatives) + ")").encode(), 0
+
+
+def _gate_expression(spec: _RuleSpec) -> tuple[bytes, int] | None:
+    try:
+        return widen(spec.pattern.encode())
+    except (_UnwidenableError, re.error):
+        return None
+
+
+def _compile_gate(expressions: Sequence[tuple[bytes, int]]) -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(
+        expressions=[e for e, _ in expressions],
+        ids=list(range(len(expressions))),
+        elements=len(expressions),
+        flags=[f | hyperscan.HS_FLAG_SINGLEMATCH for _, f in expressions],
+    )
+    return db
+
+
+def _compiles(expression: tuple[bytes, int]) -> bool:
+    try:
+        _compile_gate([expression])
+    except hyperscan.error:
+        return False
+    return True
+
+
+def _stop(*_match: object) -> bool:
+    return True  # the first match answers the question: stop the scan there
+
+
+class _Detector:
+    """A Hyperscan database asked only whether anything matches; one scratch per thread."""
+
+    def __init__(self, db: hyperscan.Database) -> None:
+        self._db = db
+        self._local = threading.local()
+
+    def found_in(self, data: bytes) -> bool:
+        """Whether something matches in data (any buffer); the scan stops at the first."""
+        scratch: hyperscan.Scratch | None = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        try:
+            self._db.scan(data, match_event_handler=_stop, scratch=scratch)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
+
+
+def _literals_detector(values: list[bytes]) -> _Detector | None:
+    return _Detector(_compile_db(values, literal=True)) if values else None
+
+
+class _Gate:
+    """Whether any built-in rule may match in a text, or one of ``known`` occurs.
+
+    Rules that ``widen`` cannot translate, or whose widened form Hyperscan refuses,
+    are gated by their anchors instead (named in ``anchored``): slower, never wrong.
+    Run secrets are in it if short enough, and if Hyperscan takes them (``known``).
+    """
+
+    def __init__(self, specs: Sequence[_RuleSpec], known: Sequence[bytes] = ()) -> None:
+        exact = [_gate_expression(spec) for spec in specs]
+        values = [v for v in known if len(v) <= _GATE_VALUE_MAX]
+        chosen = [e or _anchors_expression(s) for e, s in zip(exact, specs, strict=True)]
+        try:
+            db = _compile_gate([*chosen, *map(_value_expression, values)])
+        except hyperscan.error:  # find the ones Hyperscan refuses, gate those by anchors
+            exact = [e if e is not None and _compiles(e) else None for e in exact]
+            chosen = [e or _anchors_expression(s) for e, s in zip(exact, specs, strict=True)]
+            values = []  # the scanners look for their run secrets apart
+            db = _compile_gate(chosen)
+        self.widened = frozenset(s.name for e, s in zip(exact, specs, strict=True) if e)
+        self.anchored = frozenset(s.name for e, s in zip(exact, specs, strict=True) if not e)
+        self.known = frozenset(values)
+        self.may_match = _Detector(db).found_in
+
+
+def _value_expression(value: bytes) -> tuple[bytes, int]:
+    return "".join(_byte(b) for b in value).encode(), 0
+
+
+class _Pending(Generic[_T]):
+    """A value made in a daemon thread; ``get`` waits for it and raises what it raised."""
+
+    def __init__(self, make: Callable[[], _T], name: str) -> None:
+        self._future: Future[_T] = Future()
+        self._value: _T | None = None  # set once made: read without the future's lock
+        threading.Thread(target=self._run, args=(make,), name=name, daemon=True).start()
+
+    def _run(self, make: Callable[[], _T]) -> None:
+        try:
+            self._future.set_result(make())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self._future.set_exception(exc)
+
+    def get(self) -> _T:
+        """The value, once made."""
+        if self._value is None:
+            self._value = self._future.result()
+        return self._value
+
+
+_GATE_JOBS: dict[str, _Pending[_Gate]] = {}
+_GATE_LOCK = threading.Lock()
+# A forked child has no compiling thread to wait for: it compiles its own.
+os.register_at_fork(after_in_child=_GATE_JOBS.clear)
+
+
+def _rules_gate(known: Sequence[bytes] = ()) -> _Pending[_Gate]:
+    """The process's gate; the first call starts compiling it, with its caller's run secrets.
+
+    Compiling takes ~0.15 s of one core, once per process, off the GIL. A run
+    makes its scanner first: its secrets are then found in the same pass as the
+    rules. A scanner whose secrets the gate lacks looks for them in a pass of its own.
+    """
+    with _GATE_LOCK:
+        if "gate" not in _GATE_JOBS:
+            values = tuple(known)
+            _GATE_JOBS["gate"] = _Pending(lambda: _Gate(_SPECS, values), "secret-gate-compile")
+        return _GATE_JOBS["gate"]
+
+
 class SecretScanner:
     """Finds credentials in file contents: known token formats and the run's own secrets.
 
@@ -327,6 +578,10 @@ class SecretScanner:
         extra_rules: Mapping[str, str] = MappingProxyType({}),
     ) -> None:
         self._known = _known_values(known_secrets)
+        self._gate = _rules_gate(self._known)  # starts compiling, if no scanner did before
+        # Binaries are searched for every run secret; text, for those the gate lacks.
+        self._known_db = _literals_detector(self._known)
+        self._text_checks: tuple[_Gate, _Detector | None] | None = None
         self._literals, self._rules_at = _literal_table(self._known)
         self._extras = [_compile_extra(name, pat) for name, pat in extra_rules.items()]
         try:
@@ -345,7 +600,7 @@ class SecretScanner:
         """Hits in one file's contents, sorted by line; ``path`` only labels them."""
         return _to_hits(path, data, self._offsets(data), line_base=0)
 
-    def scan_file(self, path: Path, rel: str, *, max_bytes: int = 10 * 2**20) -> list[SecretHit]:
+    def scan_file(self, path: Path, rel: str, *, max_bytes: int = _WINDOW) -> list[SecretHit]:
         """Hits in the file at ``path``, labelled ``rel``.
 
         The whole file is scanned, whatever its size: files larger than
@@ -353,11 +608,30 @@ class SecretScanner:
         memory stays bounded and no token is lost on a seam.  Raises OSError when
         the file cannot be read.
         """
-        with path.open("rb") as stream:
-            data = stream.read(max_bytes)
-            if len(data) < max_bytes:
-                return self.scan_bytes(data, rel)
-            return self._scan_windows(stream, data, rel, max_bytes)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            reader = _Reader(max_bytes)
+            return self._scan_filled(fd, rel, reader, reader.fill(fd, 0))
+        finally:
+            os.close(fd)
+
+    def _scan_filled(self, fd: int, rel: str, reader: _Reader, end: int) -> list[SecretHit]:
+        """Hits in fd, whose first end bytes fill reader's buffer from 0 (its size: the window)."""
+        if end < len(reader.buffer):
+            return self._scan_read(reader.buffer, 0, end, rel)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []  # a device or the like, which would never end
+        with open(fd, "rb", closefd=False) as stream:
+            return self._scan_windows(stream, bytes(reader.buffer), rel, end)
+
+    def _scan_read(self, buffer: bytearray, start: int, end: int, rel: str) -> list[SecretHit]:
+        """Hits in the file read into buffer[start:end]; copied only if there may be some."""
+        text = buffer.find(b"\0", start, min(end, start + _BINARY_SNIFF)) == -1
+        view = memoryview(buffer)[start:end]
+        data = cast("bytes", view)  # Hyperscan reads any buffer; its stubs say bytes
+        if not (self._may_hit(data) if text else self._has_known(data)):
+            return []
+        return self.scan_bytes(bytes(view), rel)
 
     def _scan_windows(
         self, stream: BinaryIO, first: bytes, rel: str, max_bytes: int
@@ -374,10 +648,31 @@ class SecretScanner:
             line_base += window.count(b"\n", 0, len(window) - overlap)
             window = window[len(window) - overlap :] + more
 
+    def _has_known(self, data: bytes) -> bool:
+        return self._known_db is not None and self._known_db.found_in(data)
+
+    def _may_hit(self, data: bytes) -> bool:
+        """Whether text data may hold a hit: a rule's widened form, a run secret, an extra."""
+        gate, beyond_gate = self._text_checks or self._ready_text_checks()
+        if gate.may_match(data):
+            return True
+        if beyond_gate is not None and beyond_gate.found_in(data):
+            return True
+        return bool(self._extras) and bool(self._prefilter.extra_ends(data))
+
+    def _ready_text_checks(self) -> tuple[_Gate, _Detector | None]:
+        """The gate, once compiled, and a search for the run secrets it lacks."""
+        gate = self._gate.get()
+        beyond = _literals_detector([value for value in self._known if value not in gate.known])
+        self._text_checks = (gate, beyond)
+        return self._text_checks
+
     def _offsets(self, data: bytes, *, binary: bool | None = None) -> list[tuple[int, str]]:
         """(start offset, rule name) of every confirmed secret in data."""
         if binary if binary is not None else _is_binary(data):
             return self._known_offsets(data)
+        if not self._may_hit(data):
+            return []  # what the passes below would find: nothing
         found = self._anchored(data)
         found.extend(self._searched(data))
         return found
@@ -417,6 +712,28 @@ class SecretScanner:
         return found
 
 
+class _Reader:
+    """A buffer one thread reads file after file into: no allocation per file."""
+
+    def __init__(self, size: int) -> None:
+        self.buffer = bytearray(size)
+        self.view = memoryview(self.buffer)
+
+    def is_binary(self, start: int, end: int) -> bool:
+        """Whether the file in buffer[start:end] has a NUL early on."""
+        return self.buffer.find(b"\0", start, min(end, start + _BINARY_SNIFF)) != -1
+
+    def fill(self, fd: int, start: int) -> int:
+        """Read fd into the buffer from start until it is full or the file ends; the end."""
+        view, end = self.view, start
+        while end < len(view):
+            more = os.readv(fd, [view[end:] if end else view])
+            if not more:
+                break
+            end += more
+        return end
+
+
 def _is_binary(data: bytes) -> bool:
     return b"\0" in data[:_BINARY_SNIFF]
 
@@ -438,25 +755,184 @@ def _to_hits(
     return sorted(hits.values(), key=_hit_order)
 
 
-def scan_tree(scanner: SecretScanner, root: Path, rel_paths: Iterable[str]) -> list[SecretHit]:
-    """Scan the regular files among rel_paths under root, in the order given.
+# --- the tree ------------------------------------------------------------------------
+
+# What a worker thread gives back: the hits of some files, by their index.
+_Hits = list[tuple[int, list[SecretHit]]]
+
+
+def scan_tree(
+    scanner: SecretScanner, root: Path, rel_paths: Iterable[str], *, workers: int | None = None
+) -> list[SecretHit]:
+    """Scan the regular files among rel_paths under root; hits in the order of the paths.
 
     Symbolic links are not followed (they go up as links, not as their targets);
-    anything that is not a regular file, or no longer exists, is skipped.  Raises SyncError when a
-    file cannot be read, since an unscanned file must not be uploaded.
+    anything that is not a regular file, or no longer exists, is skipped.  This
+    thread reads the files; up to ``workers - 1`` more (default: one per CPU,
+    at most 4 in all) scan what it read.  Raises SyncError when a file cannot be
+    read, since an unscanned file must not be uploaded (the first such file in
+    the order given).
     """
-    hits: list[SecretHit] = []
-    for rel in rel_paths:
-        path = root / rel
+    rels = list(rel_paths)
+    workers = min(workers or os.cpu_count() or 1, _MAX_WORKERS)
+    if workers <= 1 or len(rels) < _FEW_FILES:
+        return _TreeScan(scanner, os.fspath(root), rels, _now, regions=1).run()
+    with ThreadPoolExecutor(workers - 1, thread_name_prefix="secret-scan") as pool:
+        return _TreeScan(scanner, os.fspath(root), rels, pool.submit, regions=workers).run()
+
+
+def _now(scan: Callable[[], _Hits]) -> Future[_Hits]:
+    """Run the scan here and now: the single-threaded way to hand one over."""
+    done: Future[_Hits] = Future()
+    done.set_result(scan())
+    return done
+
+
+class _Region:
+    """A buffer of text files read one behind the other, to be gated at once."""
+
+    def __init__(self) -> None:
+        self.reader = _Reader(_REGION_BUFFER)
+        self.files: list[tuple[int, str, int, int]] = []  # index in rels, rel, start, end
+
+    @property
+    def end(self) -> int:
+        """Where its files end in the buffer."""
+        return self.files[-1][3] if self.files else 0
+
+    def scan(self, scanner: SecretScanner) -> _Hits:
+        """The hits of its files: the gate over all of them, then file by file if it opens."""
+        buffer = self.reader.buffer
+        if not scanner._may_hit(cast("bytes", self.reader.view[: self.end])):  # noqa: SLF001
+            return []
+        scanned = [(i, scanner._scan_read(buffer, s, e, rel)) for i, rel, s, e in self.files]  # noqa: SLF001
+        return [(index, hits) for index, hits in scanned if hits]
+
+
+class _TreeScan:
+    """Reads the files in order, in this thread; hands regions of text to ``submit``.
+
+    Text files are read one behind the other into a region's buffer; the gate
+    runs once over the region, and only a region where something may match is
+    gated again file by file (a match in a file is a match in the region; one
+    that spans two files only costs that second look). Binary files are checked
+    for the run's values as they are read; files too large for a region are
+    handed over on their own, those past the window scanned here in windows.
+    """
+
+    def __init__(
+        self,
+        scanner: SecretScanner,
+        top: str,
+        rels: list[str],
+        submit: Callable[[Callable[[], _Hits]], Future[_Hits]],
+        *,
+        regions: int,
+    ) -> None:
+        self.scanner, self.top, self.rels, self.submit = scanner, top, rels, submit
+        self.found: list[list[SecretHit]] = [[] for _ in rels]
+        self.handed: list[Future[_Hits]] = []
+        self.free: queue.SimpleQueue[_Region] = queue.SimpleQueue()
+        for _ in range(regions):
+            self.free.put(_Region())
+        self.region = self.free.get()
+        self.large = _Reader(_WINDOW)
+        # Large files copied out and waiting for a worker: as many as there are regions.
+        self.room = threading.BoundedSemaphore(regions)
+
+    def run(self) -> list[SecretHit]:
+        """Every hit, in the order of the files."""
+        for index, rel in enumerate(self.rels):
+            self._take(index, rel)
+        self._hand_over()
+        for future in self.handed:
+            for index, hits in future.result():
+                self.found[index] = hits
+        return [hit for hits in self.found for hit in hits]
+
+    def _take(self, index: int, rel: str) -> None:
+        reader, start = self.region.reader, self.region.end
+        opened = _open_and_read(f"{self.top}/{rel}", rel, reader, start)
+        if opened is None:
+            return
+        fd, end = opened
         try:
-            if not stat.S_ISREG(path.lstat().st_mode):
-                continue
-            hits.extend(scanner.scan_file(path, rel))
-        except FileNotFoundError:
-            continue  # gone since it was listed: it will not be uploaded either
+            if end == len(reader.buffer):  # it does not fit in the region
+                self._take_large(index, rel, fd, bytes(reader.view[start:end]))
+            elif reader.is_binary(start, end):
+                self.found[index] = self.scanner._scan_read(reader.buffer, start, end, rel)  # noqa: SLF001
+            else:
+                self.region.files.append((index, rel, start, end))
+                if end >= _REGION:
+                    self._hand_over()
         except OSError as exc:
-            raise SyncError(
-                f"cannot read {rel} to scan it for secrets: {exc.strerror}",
-                hint="make the file readable, or exclude it from the upload",
-            ) from exc
-    return hits
+            raise _unreadable(rel, exc) from exc
+        finally:
+            os.close(fd)
+
+    def _take_large(self, index: int, rel: str, fd: int, head: bytes) -> None:
+        self.large.buffer[: len(head)] = head
+        end = self.large.fill(fd, len(head))
+        if end == len(self.large.buffer):  # past the window: in windows, here
+            self.found[index] = self.scanner._scan_filled(fd, rel, self.large, end)  # noqa: SLF001
+            return
+        self.room.acquire()
+        data = bytes(self.large.view[:end])
+        self.handed.append(self.submit(lambda: self._scan_large(index, rel, data)))
+
+    def _hand_over(self) -> None:
+        region = self.region
+        if not region.files:
+            return
+        self.handed.append(self.submit(lambda: self._scan_region(region)))
+        self.region = self.free.get()  # waits while every region is being scanned
+
+    def _scan_large(self, index: int, rel: str, data: bytes) -> _Hits:
+        try:
+            return [(index, self.scanner.scan_bytes(data, rel))]
+        finally:
+            self.room.release()
+
+    def _scan_region(self, region: _Region) -> _Hits:
+        try:
+            return region.scan(self.scanner)
+        finally:
+            region.files.clear()
+            self.free.put(region)
+
+
+def _open_and_read(path: str, rel: str, reader: _Reader, start: int) -> tuple[int, int] | None:
+    """The open file and where its bytes end in reader's buffer; None: not a regular file."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None  # gone since it was listed: it will not be uploaded either
+    except OSError as exc:  # ELOOP: a symlink; ENXIO: a socket; or unreadable
+        if _not_regular(path):
+            return None
+        raise _unreadable(rel, exc) from exc
+    try:
+        return fd, reader.fill(fd, start)
+    except OSError as exc:  # EISDIR: a directory; or unreadable
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        os.close(fd)
+        if not regular:
+            return None
+        raise _unreadable(rel, exc) from exc
+
+
+def _not_regular(path: str) -> bool:
+    """Whether path is gone or not a regular file, by lstat (only after a failed open)."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _unreadable(rel: str, exc: OSError) -> SyncError:
+    return SyncError(
+        f"cannot read {rel} to scan it for secrets: {exc.strerror}",
+        hint="make the file readable, or exclude it from the upload",
+    )
