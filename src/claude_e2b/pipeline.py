@@ -487,11 +487,20 @@ def _gone_message(exc: ClaudeE2BError, session: SandboxSession, config: RunConfi
     )
 
 
+GONE_SETTLE_S = 1.0  # a sandbox being killed fails its commands a moment before its API
+
+
 def _still_there(session: SandboxSession) -> bool:
-    try:
-        return session.is_alive()
-    except SandboxError:
-        return False
+    """Whether the sandbox still lives, asked twice a moment apart (on a failure only)."""
+    for attempt in range(2):
+        if attempt:
+            time.sleep(GONE_SETTLE_S)
+        try:
+            if not session.is_alive():
+                return False
+        except SandboxError:
+            return False
+    return True
 
 
 def _kept_message(error: str, session: SandboxSession, config: RunConfig, until: str) -> str:
