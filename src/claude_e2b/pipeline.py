@@ -479,9 +479,10 @@ def _gone_message(exc: ClaudeE2BError, session: SandboxSession, config: RunConfi
     """The error in words; when the sandbox itself ended, say so plainly, and what is kept."""
     if not isinstance(exc, SandboxGoneError) and _still_there(session):
         return str(exc)
+    log.info("sandbox.ended", sandbox_id=session.sandbox_id, error=exc.message)
     return (
         f"sandbox {session.sandbox_id} ended (killed, evicted or past its lifetime) while the "
-        f"run was using it: its work could not be brought back ({exc.message})\n"
+        "run was using it: its work could not be brought back\n"
         f"  hint: run the plan again; `claude-e2b logs {config.run_id}` shows what the agent "
         "did, and the cost so far is in result.json"
     )
