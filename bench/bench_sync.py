@@ -97,10 +97,10 @@ mv -- "${files[6]}" "${files[6]%.py}_renamed.py"
 def _patch_group_bytes(group_bytes: int) -> None:
     """Set gitpack's pack group size: write_packs bound GROUP_BYTES as its default at import."""
     defaults = gitpack.write_packs.__defaults__
-    if defaults != (gitpack.GROUP_BYTES,):
+    if defaults != (gitpack.GROUP_BYTES, None):
         raise SystemExit(f"write_packs defaults changed ({defaults}): update the benchmark")
     gitpack.GROUP_BYTES = group_bytes
-    gitpack.write_packs.__defaults__ = (group_bytes,)
+    gitpack.write_packs.__defaults__ = (group_bytes, None)
 
 
 def _patch_checkout_workers(workers: int) -> None:
@@ -126,7 +126,7 @@ def child(args: argparse.Namespace) -> None:
         report = upload.upload_repository(
             session, selection, repo_dir=REPO_DIR, work_dir=WORK_DIR,
             zstd_level=args.level, stream_extract=not args.no_stream,
-            git_objects=not args.tar_only,
+            transfer="tar" if args.tar_only else args.transfer,
         )  # fmt: skip
         out["upload_s"] = time.monotonic() - started
         out["peak_rss_mb"] = _vm_hwm_kb() / 1024
@@ -135,6 +135,7 @@ def child(args: argparse.Namespace) -> None:
             out["changes"] = _round_trip(session, Path(args.repo), report.baseline)
     finally:
         session.kill()
+        shutil.rmtree(state, ignore_errors=True)
     print(json.dumps(out))
 
 
@@ -579,6 +580,7 @@ def main() -> None:
     parser.add_argument("--no-stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--changes", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tar-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--transfer", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--group-mb", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--checkout-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -145,7 +145,7 @@ def test_chunk_failing_once_is_resent_alone(session: SandboxSession, tmp_path: P
     with capture_logs() as logs:
         report = upload_repository(
             session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024,
-            git_objects=False,
+            transfer="tar",
         )  # fmt: skip
     retries = [e for e in logs if e["event"] == "sandbox.retry"]
     assert report.chunks >= 4
@@ -160,7 +160,7 @@ def test_gzip_fallback(session: SandboxSession, varied_repo: Path, stream_extrac
     selection = select_files(varied_repo)
     report = upload_repository(
         session, selection, repo_dir=REPO, work_dir=WORK, codec="gzip",
-        stream_extract=stream_extract, git_objects=False,
+        stream_extract=stream_extract, transfer="tar",
     )  # fmt: skip
     assert report.codec == "gzip"
     assert sandbox_tree(session) == expected_tree(selection)
@@ -173,7 +173,7 @@ def test_python_packing_without_runner_tools(
     monkeypatch.setattr(tarstream, "runner_tools", lambda _codec: None)
     selection = select_files(varied_repo)
     upload_repository(
-        session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=64 * 1024, git_objects=False
+        session, selection, repo_dir=REPO, work_dir=WORK, chunk_bytes=64 * 1024, transfer="tar"
     )
     assert sandbox_tree(session) == expected_tree(selection)
 
@@ -231,6 +231,27 @@ def test_objects_and_tar_together_give_the_same_tree(
     assert "+more" in sandbox_git(session, "diff", "HEAD", "--", "README.md")
 
 
+@pytest.mark.parametrize("transfer", ["zpacks", "auto"])
+def test_zpacks_give_the_same_tree_and_a_whole_repository(
+    session: SandboxSession, varied_repo: Path, transfer: str
+) -> None:
+    """Groups after the first as zpacks (stored objects through zstd): the same exact tree."""
+    (varied_repo / "src/app.py").write_bytes(b"print('edited')\n")
+    selection = select_files(varied_repo)
+    report = upload_repository(
+        session, selection, repo_dir=REPO, work_dir=WORK, group_bytes=10,
+        transfer=transfer,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert sandbox_tree(session) == expected_tree(selection)
+    # auto on the local sandbox: the link is fast, the packs stay as git stored them.
+    assert report.transfer == {"zpacks": "packs+zpacks", "auto": "packs"}[transfer]
+    assert report.packs >= 3
+    assert sandbox_git(session, "status", "--porcelain", "--untracked-files=all") == ""
+    sandbox_git(session, "fsck", "--no-dangling", "--full")
+    listing = session.run(f"ls {REPO}/.git/objects/pack", timeout=60, check=True).stdout
+    assert ".zst" not in listing
+
+
 def test_an_excluded_files_blob_never_reaches_the_sandbox(
     session: SandboxSession, varied_repo: Path
 ) -> None:
@@ -264,7 +285,9 @@ def test_a_corrupted_pack_is_caught_in_the_sandbox_and_resent(
     real_send = pieces.send_file
     corrupted: list[str] = []
 
-    def corrupting(session_: SandboxSession, remote_dir: str, file: pieces.PieceFile) -> int:
+    def corrupting(
+        session_: SandboxSession, remote_dir: str, file: pieces.PieceFile, *args: object
+    ) -> int:
         if file.name.endswith(".pack") and not corrupted:
             corrupted.append(file.name)
             session_.write_file(f"{remote_dir}/{file.name}", b"PACK but not the right bytes")
@@ -313,7 +336,7 @@ def test_when_git_cannot_pack_everything_goes_in_the_tar(
     """A pack-objects failure after a first pack was sent: the upload starts over, all tar."""
     real_write_packs = gitpack.write_packs
 
-    def failing(split: gitpack.Split, out: Path) -> Iterator[gitpack.Pack]:
+    def failing(split: gitpack.Split, out: Path, *_args: object) -> Iterator[gitpack.Pack]:
         if split.tree is None:  # the second try: no objects
             return
         yield next(real_write_packs(split, out, group_bytes=1))

@@ -94,7 +94,7 @@ def test_a_retried_chunk_is_heard_once(session: SandboxSession, tmp_path: Path) 
     heard = Heard()
     report = upload_repository(
         session, select_files(root), repo_dir=REPO, work_dir=WORK, chunk_bytes=128 * 1024,
-        git_objects=False, on_sent=heard.on_sent, on_total=heard.on_total,
+        transfer="tar", on_sent=heard.on_sent, on_total=heard.on_total,
     )  # fmt: skip
     assert set_faults(session.localbox)["upload_errors"] == 0  # the 500 did fire
     assert len(heard.sent) == report.chunks

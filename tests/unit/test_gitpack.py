@@ -190,3 +190,51 @@ def test_a_subdirectory_root_packs_its_own_tree(repo: Path, tmp_path: Path) -> N
     split = split_of(repo / "src", tmp_path / "w")
     assert packed(split) == {"app.py", "same.py"}
     assert split.tree == git(repo, "rev-parse", "HEAD:src")
+
+
+def test_chosen_groups_go_as_zpacks_and_hold_the_same_objects(repo: Path, tmp_path: Path) -> None:
+    """The first group (with the trees) is git's; later ones as zpacks; same objects."""
+    for i in range(6):
+        (repo / f"data/{i}.bin").parent.mkdir(exist_ok=True)
+        (repo / f"data/{i}.bin").write_bytes(os.urandom(3000))
+    commit_all(repo, "data")
+    repack(repo)
+    split = split_of(repo, tmp_path / "w")
+    asked: list[list[str]] = []
+
+    def zpacks(group: list[str]) -> str:
+        asked.append(group)
+        return "zpacks"
+
+    packs = list(write_packs(split, tmp_path / "out", group_bytes=4000, choose=zpacks))
+    assert [p.compressed for p in packs] == [False] + [True] * (len(packs) - 1)
+    assert len(asked) == len(packs) - 1
+    listed = [os.fsdecode(p) for pack in packs for p in pack.paths.split(b"\0") if p]
+    assert sorted(listed) == sorted(packed(split))
+    names: set[str] = set()
+    for pack in packs:
+        path = pack.pack
+        if pack.compressed:
+            path = tmp_path / f"{pack.name}.pack"
+            unzstd = ["zstd", "-dqf", str(pack.pack), "-o", str(path)]
+            subprocess.run(unzstd, check=True, timeout=60)
+            (tmp_path / f"{pack.name}.idx").write_bytes(pack.idx.read_bytes())
+        idx = path.with_suffix(".idx")
+        listing = git(repo, "verify-pack", "-v", str(idx))
+        names |= {line.split()[0] for line in listing.splitlines() if " blob " in line}
+    assert names == set(split.blobs)
+
+
+def test_a_file_changed_after_the_split_makes_its_group_gits(repo: Path, tmp_path: Path) -> None:
+    """A zpack is checked against the blob names: a changed file sends git's object."""
+    (repo / "big.txt").write_bytes(b"x" * 5000)
+    commit_all(repo, "big")
+    repack(repo)
+    split = split_of(repo, tmp_path / "w")
+    (repo / "big.txt").write_bytes(b"y" * 5000)  # same size, other bytes
+    packs = list(write_packs(split, tmp_path / "out", group_bytes=1, choose=lambda g: "zpacks"))
+    holding = [p for p in packs if b"big.txt\0" in p.paths]
+    assert len(holding) == 1
+    assert holding[0] is not packs[0]  # not the first group, which is always git's
+    assert not holding[0].compressed
+    assert any(p.compressed for p in packs)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from claude_e2b.errors import SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sync.formats import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
 from claude_e2b.sync.git import git_output, run_git
+from claude_e2b.sync.rawpack import BlobMismatchError, RawBlob, write_zpack
 from claude_e2b.sync.select import SelectedFile, Selection
 
 # One pack per this many bytes of file content: the unit of sending, checking and
@@ -86,9 +87,11 @@ class Pack:
     """One finished pack: its file, its index and the paths to check out from it."""
 
     name: str  # pack-<sha1 of the pack>
-    pack: Path
+    pack: Path  # with compressed, the pack through zstd (see rawpack)
     idx: Path
     paths: bytes  # NUL-terminated paths whose blobs are in this pack
+    content_bytes: int = 0  # bytes of the files whose blobs it holds
+    compressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,12 +301,20 @@ def _groups(split: Split, tree_objects: list[str], group_bytes: int) -> Iterator
         yield group
 
 
-def write_packs(split: Split, out: Path, group_bytes: int = GROUP_BYTES) -> Iterator[Pack]:
+# Asked before each group but the first (its object names): "zpacks" makes it a zpack.
+ChooseMode = Callable[[list[str]], str]
+
+
+def write_packs(
+    split: Split, out: Path, group_bytes: int = GROUP_BYTES, choose: ChooseMode | None = None
+) -> Iterator[Pack]:
     """Pack the split's tree with ``git pack-objects``, one pack per group; yield each pack.
 
     Each is a whole pack with its index, so the sandbox can check out its files
     while the next is made and sent. One pack-objects per group: its
-    ``--max-pack-size`` costs twice the CPU here. Raises PackError when git fails.
+    ``--max-pack-size`` costs twice the CPU here. ``choose`` may turn a group of
+    blobs into a zpack (see rawpack, linkfit); the first group holds the trees and
+    is always git's. Raises PackError when git fails.
     """
     if split.tree is None:
         return
@@ -314,8 +325,32 @@ def write_packs(split: Split, out: Path, group_bytes: int = GROUP_BYTES) -> Iter
         raise PackError(str(exc)) from exc
     names = [line.split(b" ", 1)[0].decode() for line in listing.splitlines() if line]
     trees = [n for n in names if n not in split.blobs]
-    for objects in _groups(split, trees, group_bytes):
-        yield _pack_group(split, objects, out)
+    for number, objects in enumerate(_groups(split, trees, group_bytes)):
+        zpack = None
+        if choose is not None and number > 0 and choose(objects) == "zpacks":
+            zpack = _zpack_group(split, objects, out)
+        yield zpack or _pack_group(split, objects, out)
+
+
+def _paths_of(split: Split, objects: list[str]) -> tuple[bytes, int]:
+    """The NUL-terminated paths holding the objects' blobs, and their bytes of content."""
+    paths = [p for blob in objects for p in split.blobs.get(blob, ())]
+    listing = b"".join(os.fsencode(p) + b"\0" for p in paths)
+    return listing, sum(split.sizes.get(blob, 0) for blob in objects)
+
+
+def _zpack_group(split: Split, objects: list[str], out: Path) -> Pack | None:
+    """The group as a zpack from the work tree; None when a file changed since the split."""
+    if not all(b in split.blobs for b in objects):
+        return None  # trees: only the first group has them, made by git
+    blobs = [RawBlob(b, split.root / split.blobs[b][0], split.sizes[b]) for b in objects]
+    try:
+        zpack = write_zpack(blobs, out)
+    except BlobMismatchError as exc:
+        log.info("upload.zpack_skipped", reason=str(exc))
+        return None
+    listing, content = _paths_of(split, objects)
+    return Pack(zpack.name, zpack.pack_zst, zpack.idx, listing, content, compressed=True)
 
 
 def _pack_group(split: Split, objects: list[str], out: Path) -> Pack:
@@ -329,7 +364,5 @@ def _pack_group(split: Split, objects: list[str], out: Path) -> Pack:
         said = done.stderr[-2000:].decode(errors="replace").strip()
         raise PackError(f"git pack-objects failed (exit {done.returncode}): {said}")
     sha = done.stdout.decode().strip()
-    wanted = set(objects)
-    paths = [p for blob, held in split.blobs.items() if blob in wanted for p in held]
-    listing = b"".join(os.fsencode(p) + b"\0" for p in paths)
-    return Pack(f"pack-{sha}", out / f"p-{sha}.pack", out / f"p-{sha}.idx", listing)
+    listing, content = _paths_of(split, objects)
+    return Pack(f"pack-{sha}", out / f"p-{sha}.pack", out / f"p-{sha}.idx", listing, content)

@@ -20,14 +20,17 @@ import hashlib
 import queue
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from claude_e2b.errors import SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import SandboxSession
 from claude_e2b.sync.gitpack import Pack
+from claude_e2b.sync.linkfit import Meter
 from claude_e2b.sync.upload_scripts import verify_script
 
 COMMAND_TIMEOUT_S = 600.0
@@ -81,6 +84,10 @@ class Note:
 Outgoing = Piece | Note
 
 
+# Opens a file to send (the link's meter counts its reads: see linkfit).
+Opener = Callable[[Path], BinaryIO]
+
+
 def _hashed(name: str, path: Path) -> PieceFile:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -93,8 +100,9 @@ def pack_piece(pack: Pack, number: int) -> Piece:
     """The piece for the ``number``-th pack (from 1): its pack, index and paths files."""
     paths = pack.idx.with_suffix(".paths")
     paths.write_bytes(pack.paths)
+    suffix = ".pack.zst" if pack.compressed else ".pack"
     files = (
-        _hashed(f"{pack.name}.pack", pack.pack),
+        _hashed(f"{pack.name}{suffix}", pack.pack),
         _hashed(f"{pack.name}.idx", pack.idx),
         _hashed(f"{pack.name}.paths", paths),
     )
@@ -104,7 +112,8 @@ def pack_piece(pack: Pack, number: int) -> Piece:
 class Sender(threading.Thread):
     """Uploads queued pieces and notes in order; remembers the pieces for verification.
 
-    ``on_sent`` is called from this thread with the size of each file sent.
+    ``on_sent`` is called from this thread with the size of each file sent;
+    ``meter`` (see linkfit) hears the reads of the files and each piece's time.
     """
 
     def __init__(
@@ -113,12 +122,14 @@ class Sender(threading.Thread):
         remote_dir: str,
         inbox: queue.Queue[Outgoing | None],
         on_sent: SentHook | None = None,
+        meter: Meter | None = None,
     ) -> None:
         super().__init__(name="claude-e2b-upload", daemon=True)
         self._session = session
         self._remote_dir = remote_dir
         self._inbox = inbox
         self._on_sent = on_sent
+        self._meter = meter
         self.sent: list[Piece] = []
         self.retries = 0
         self.error: BaseException | None = None
@@ -140,23 +151,40 @@ class Sender(threading.Thread):
         if isinstance(outgoing, Note):
             self._session.write_file(f"{self._remote_dir}/{outgoing.name}", outgoing.text.encode())
             return
-        self.retries += send_piece(self._session, self._remote_dir, outgoing, self._on_sent)
+        started = time.monotonic()
+        opener = self._meter.open if self._meter is not None else _open
+        self.retries += send_piece(
+            self._session, self._remote_dir, outgoing, self._on_sent, opener=opener
+        )
+        if self._meter is not None:
+            self._meter.piece_sent(outgoing.size, time.monotonic() - started)
         self.sent.append(outgoing)
 
 
-def send_file(session: SandboxSession, remote_dir: str, file: PieceFile) -> int:
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def send_file(
+    session: SandboxSession, remote_dir: str, file: PieceFile, opener: Opener = _open
+) -> int:
     """Upload one file; returns 0 (resent files are counted by ``resend_bad``).
 
     The session retries a failed write of it alone (a whole-file write is
     idempotent: the file is rewound). Raises SandboxError when its retries give up.
     """
-    with file.path.open("rb") as data:
+    with opener(file.path) as data:
         session.write_file(f"{remote_dir}/{file.name}", data)
     return 0
 
 
 def send_piece(
-    session: SandboxSession, remote_dir: str, piece: Piece, on_sent: SentHook | None = None
+    session: SandboxSession,
+    remote_dir: str,
+    piece: Piece,
+    on_sent: SentHook | None = None,
+    *,
+    opener: Opener = _open,
 ) -> int:
     """Upload a piece's files, then its sums file (which says "complete" to the sandbox).
 
@@ -164,7 +192,7 @@ def send_piece(
     """
     retries = 0
     for file in piece.files:
-        retries += send_file(session, remote_dir, file)
+        retries += send_file(session, remote_dir, file, opener)
         if on_sent is not None:
             on_sent(file.size)
     session.write_file(f"{remote_dir}/{piece.sums_name}", piece.sums())

@@ -7,6 +7,8 @@ resent alone if it fails (see pieces):
   blob go as the runner's own git objects, a pack of about 64 MiB of content at a
   time with its index and the list of its paths. The sandbox installs each pack
   and checks its files out: no hashing there, and no compression on the runner.
+  Where the link is slow, packs after the first go as *zpacks* instead (stored
+  objects through zstd: fewer bytes, more CPU here; see rawpack and linkfit).
 - **chunks** (see tarstream): every other file (edited, untracked, converted by
   attributes, or all of them when the repository cannot give objects) goes as one
   tar + zstd stream, cut into chunks spooled to a temporary directory on the runner.
@@ -34,14 +36,16 @@ import shlex
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from claude_e2b.errors import SandboxError, SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sandbox.session import BackgroundCommand, SandboxSession
-from claude_e2b.sync.formats import Codec
+from claude_e2b.sync.formats import Codec, Transfer
 from claude_e2b.sync.gitpack import (
+    GROUP_BYTES,
+    Pack,
     PackError,
     Split,
     all_raw,
@@ -49,6 +53,7 @@ from claude_e2b.sync.gitpack import (
     split_selection,
     write_packs,
 )
+from claude_e2b.sync.linkfit import Chooser, Meter
 from claude_e2b.sync.pieces import (
     COMMAND_TIMEOUT_S,
     Note,
@@ -90,6 +95,8 @@ class UploadReport:
     phases: dict[str, float] = field(default_factory=dict)
     packs: int = 0
     packed_files: int = 0
+    transfer: str = "tar"  # how the objects went: packs, zpacks, packs+zpacks, or tar
+    link_mbit: float | None = None  # the link's rate as the first pack measured it
 
 
 def upload_repository(
@@ -99,17 +106,21 @@ def upload_repository(
     repo_dir: str,
     work_dir: str,
     chunk_bytes: int = CHUNK_BYTES,
+    group_bytes: int = GROUP_BYTES,
     codec: Codec | None = None,
     zstd_level: int = ZSTD_LEVEL,
     stream_extract: bool = True,
-    git_objects: bool = True,
+    transfer: Transfer = "auto",
     on_sent: SentHook | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> UploadReport:
     """Send the selection into ``repo_dir`` in the sandbox and make the baseline commit.
 
-    Clean tracked files go as git objects (see gitpack; ``git_objects`` False sends
-    everything in the tar; so does a second try when git cannot make the packs).
+    Clean tracked files go as git objects (see gitpack), as the runner's packs or
+    zpacks as ``transfer`` says ("auto": chosen for the link, see linkfit; zpacks
+    need zstd in the sandbox). "tar" sends everything in the tar; so does a second
+    try when git cannot make the packs.
+    ``group_bytes`` is the file content per pack, ``chunk_bytes`` a tar chunk's size;
     ``codec`` None asks the sandbox which one it can decompress (see probe_codec);
     ``stream_extract`` False takes the upload in only after all of it was sent
     (slower; for measuring the phases apart). For a progress bar, ``on_sent`` hears
@@ -119,13 +130,13 @@ def upload_repository(
     the files cannot be verified or taken in, and the sandbox errors of the session.
     """
     clock = _Phases()
+    codec = codec or probe_codec(session)
     settings = _Settings(
-        repo_dir, work_dir, codec or probe_codec(session), chunk_bytes, zstd_level,
-        stream_extract, on_sent=on_sent, on_total=on_total,
+        repo_dir, work_dir, codec, chunk_bytes, group_bytes, zstd_level, stream_extract,
+        transfer if codec == "zstd" or transfer == "tar" else "packs",
+        on_sent=on_sent, on_total=on_total,
     )  # fmt: skip
-    sent, resends, split = _transfer_or_tar(
-        session, selection, settings, clock, git_objects=git_objects
-    )
+    sent, resends, split = _transfer_or_tar(session, selection, settings, clock)
     script = baseline_script(repo_dir, stat_cache_path(work_dir))
     baseline = _run_checked(session, script, "make the baseline commit")
     clock.lap("baseline_s")
@@ -141,6 +152,8 @@ def upload_repository(
         phases=clock.laps,
         packs=sent.packs,
         packed_files=split.packed_files,
+        transfer=sent.transfer,
+        link_mbit=sent.link_mbit,
     )
     log.info("upload.done", **{k: v for k, v in report.__dict__.items() if k != "baseline"})
     return report
@@ -165,8 +178,10 @@ class _Settings:
     work_dir: str
     codec: Codec
     chunk_bytes: int
+    group_bytes: int
     level: int
     stream_extract: bool
+    transfer: Transfer
     on_sent: SentHook | None = None
     on_total: Callable[[int], None] | None = None
 
@@ -187,17 +202,15 @@ def _transfer_or_tar(
     selection: Selection,
     settings: _Settings,
     clock: _Phases,
-    *,
-    git_objects: bool,
 ) -> tuple[_Sent, int, Split]:
     """The transfer; when git cannot make the packs, the transfer again with all in the tar."""
     try:
-        return _transfer(session, selection, settings, clock, git_objects=git_objects)
+        return _transfer(session, selection, settings, clock)
     except PackError as exc:
         # The packs come from the user's repository: if git cannot make them, the tar can.
         log.warning("upload.objects_failed", error=str(exc), then="sending every file in the tar")
         _remove_quietly(session, settings.repo_dir)
-        return _transfer(session, selection, settings, clock, git_objects=False)
+        return _transfer(session, selection, replace(settings, transfer="tar"), clock)
 
 
 @dataclass(frozen=True)
@@ -206,6 +219,8 @@ class _Sent:
     packs: int
     retries: int
     sent_bytes: int
+    transfer: str = "tar"
+    link_mbit: float | None = None
 
 
 def _transfer(
@@ -213,8 +228,6 @@ def _transfer(
     selection: Selection,
     settings: _Settings,
     clock: _Phases,
-    *,
-    git_objects: bool,
 ) -> tuple[_Sent, int, Split]:
     """Send the files and let the sandbox take them in; return what went and the resends."""
     remote_dir = settings.remote_dir
@@ -226,7 +239,7 @@ def _transfer(
     ):
         split = (
             split_selection(selection, Path(tmp) / "git", Path(trees))
-            if git_objects
+            if settings.transfer != "tar"
             else all_raw(selection)
         )
         clock.lap("split_s")
@@ -253,21 +266,28 @@ def _make_and_send(
 ) -> _Sent:
     """Make the packs, then the tar of the other files, while a sender thread uploads them."""
     outbox: queue.Queue[Outgoing | None] = queue.Queue(maxsize=QUEUE_DEPTH)
-    sender = Sender(session, settings.remote_dir, outbox, settings.on_sent)
+    meter = Meter()
+    sender = Sender(session, settings.remote_dir, outbox, settings.on_sent, meter)
     sender.start()
     spool = ChunkSpool(
         spool_dir / "chunks", outbox.put, settings.chunk_bytes, stopped=sender.failed
     )
-    packs, pack_bytes = 0, 0
+    chooser = Chooser(
+        settings.transfer, split.root, split.object_env, split.blobs, split.sizes, meter
+    )
+    packs: list[Pack] = []
     try:
-        packs, pack_bytes = _queue_packs(split, spool_dir / "packs", outbox, sender)
+        packs = _queue_packs(
+            split, spool_dir / "packs", outbox, sender,
+            chooser=chooser, group_bytes=settings.group_bytes,
+        )  # fmt: skip
         if split.raw and not sender.failed():
             (spool_dir / "chunks").mkdir()
             raw = Selection(split.root, split.raw, (), (), ())
             write_tar(raw, spool, spool_dir, settings.codec, settings.level)
         outbox.put(Note("CHUNKS", f"{spool.count}\n"))
         if settings.on_total is not None:
-            settings.on_total(pack_bytes + spool.total)
+            settings.on_total(sum(p.size for p in sender.sent) + spool.total)
     except SpoolStoppedError:
         pass
     finally:
@@ -275,23 +295,37 @@ def _make_and_send(
         sender.join()
     if sender.error is not None:
         raise sender.error
-    return _Sent(sender.sent, packs, sender.retries, pack_bytes + spool.total)
+    rate = meter.rate if packs else None
+    return _Sent(
+        sender.sent, len(packs), sender.retries, sum(p.size for p in sender.sent),
+        _transfer_name(packs), round(rate * 8 / 1e6, 1) if rate else None,
+    )  # fmt: skip
+
+
+def _transfer_name(packs: list[Pack]) -> str:
+    """How the objects went: "packs", "zpacks", both joined by "+", or "tar" (none)."""
+    kinds = dict.fromkeys("zpacks" if p.compressed else "packs" for p in packs)
+    return "+".join(kinds) or "tar"
 
 
 def _queue_packs(
-    split: Split, out: Path, outbox: queue.Queue[Outgoing | None], sender: Sender
-) -> tuple[int, int]:
-    """Queue a piece per pack as git makes them, then the PACKS note; return count and bytes."""
-    packs, pack_bytes = 0, 0
-    for pack in write_packs(split, out):
+    split: Split,
+    out: Path,
+    outbox: queue.Queue[Outgoing | None],
+    sender: Sender,
+    *,
+    chooser: Chooser,
+    group_bytes: int,
+) -> list[Pack]:
+    """Queue a piece per pack as they are made, then the PACKS note; return the packs."""
+    packs: list[Pack] = []
+    for pack in write_packs(split, out, group_bytes, chooser):
         if sender.failed():
             break
-        packs += 1
-        piece = pack_piece(pack, packs)
-        pack_bytes += piece.size
-        outbox.put(piece)
-    outbox.put(Note("PACKS", f"{packs}\n"))
-    return packs, pack_bytes
+        packs.append(pack)
+        outbox.put(pack_piece(pack, len(packs)))
+    outbox.put(Note("PACKS", f"{len(packs)}\n"))
+    return packs
 
 
 class _Phases:

@@ -45,6 +45,9 @@ install_pack() {{  # hard links: the upload directory keeps its copy for a secon
   local to="$repo/.git/objects/pack/$1"
   ln -f -- "$1" "$to" 2> /dev/null || cp -f -- "$1" "$to"
 }}
+unpack_pack() {{  # a zpack: a pack of stored objects, sent through zstd
+  zstd -dqf -o "$repo/.git/objects/pack/${{1%.zst}}" -- "$1"
+}}
 # Git re-hashes "racily clean" files, those written in the second the index was
 # last written (Documentation/technical/racy-git.txt): here, the files it has just
 # checked out itself, every time. Until the agent starts nobody else writes in the
@@ -71,6 +74,7 @@ packs() {{
     check "$sums"
     while read -r sum name; do
       case "$name" in
+        *.pack.zst) unpack_pack "$name" ;;  # listed before its index, as a pack
         *.pack | *.idx) install_pack "$name" ;;  # the pack is listed before its index
         *.paths) paths=$name ;;
       esac
