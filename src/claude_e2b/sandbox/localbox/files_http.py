@@ -6,7 +6,8 @@ file). Files are opened through ``SandboxFS.locate`` (see safe_fs): by descripto
 so a symlink a command swaps in meanwhile cannot send a byte outside the sandbox.
 Errors are envd's JSON ``{"message", "code"}`` with the status the SDK maps:
 400 bad path or body, 401 unknown user, 404 missing file, 507 no space left on the
-disk (as envd), and the statuses a test injects (faults.py).
+disk (as envd), and the statuses a test injects (faults.py). A server started with a
+simulated link (link.py) paces both bodies through it; without one, nothing is added.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from python_multipart.multipart import parse_options_header
 
 from . import safe_fs
 from .faults import DISK_FULL_MESSAGE, DISK_FULL_STATUS, Faults
+from .link import Link
 from .paths import PathEscapeError, SandboxFS, absolute
 
 if TYPE_CHECKING:
@@ -135,16 +137,21 @@ def user_of(params: dict[str, str]) -> str:
 
 
 class FilesAPI:
-    """The /files endpoint."""
+    """The /files endpoint, behind a simulated link when ``link`` is given."""
 
-    def __init__(self, fs: SandboxFS, owner_of: OwnerOf, faults: Faults) -> None:
+    def __init__(
+        self, fs: SandboxFS, owner_of: OwnerOf, faults: Faults, link: Link | None = None
+    ) -> None:
         self._fs = fs
         self._owner_of = owner_of
         self._faults = faults
+        self._link = link
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch GET (download) and POST (upload)."""
         method = scope["method"]
+        if self._link is not None:
+            receive, send = await self._link.shape(receive, send)
         try:
             if method == "GET":
                 await self._download(scope, send)

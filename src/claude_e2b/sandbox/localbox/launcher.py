@@ -34,6 +34,7 @@ import httpx
 
 from claude_e2b.errors import SandboxError, SandboxStartError
 
+from .link import check_link
 from .netns import NetworkPolicy
 from .registry import LocalBoxInfo, pid_alive, read_entries
 
@@ -92,11 +93,27 @@ class LocalBoxHost:
     ``environ`` is where the server's allowed variables come from (see ``server_env``);
     it may be the whole environment of the caller, so it is kept out of the repr.
     ``test_faults``: sessions opened on this host start servers for tests (faults on).
+    ``link_mbit`` and ``link_rtt_ms`` put a simulated link (see link.py) in front of
+    the /files API of the servers started here: its rate in Mbit/s (10^6 bits; None:
+    unthrottled) and a round trip added to each request. The bench measures uploads
+    through it. Raises ValueError for a rate <= 0 or a negative round trip.
     """
 
     registry_dir: Path
     environ: Mapping[str, str] = field(repr=False)
     test_faults: bool = False
+    link_mbit: float | None = None
+    link_rtt_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_link(self.link_mbit, self.link_rtt_ms)
+
+    def link_argv(self) -> list[str]:
+        """The server's flags for this host's link (none when there is no link)."""
+        argv = [] if self.link_mbit is None else ["--link-mbit", repr(float(self.link_mbit))]
+        if self.link_rtt_ms > 0:
+            argv += ["--link-rtt-ms", repr(float(self.link_rtt_ms))]
+        return argv
 
 
 @dataclass
@@ -160,10 +177,10 @@ class LocalBoxHandle:
             self._log = None
 
 
-def _argv(options: LocalBoxOptions, ready_fd: int, registry_dir: Path) -> list[str]:
+def _argv(options: LocalBoxOptions, ready_fd: int, host: LocalBoxHost) -> list[str]:
     argv = [sys.executable, "-m", "claude_e2b.sandbox.localbox", "--port", "0"]
     argv += ["--lifetime", str(options.lifetime_s), "--ready-fd", str(ready_fd)]
-    argv += ["--registry-dir", str(registry_dir)]
+    argv += ["--registry-dir", str(host.registry_dir), *host.link_argv()]
     if options.test_faults:
         argv += ["--test-faults", "--faults", json.dumps(dict(options.faults))]
     if options.allow_root:
@@ -242,7 +259,7 @@ def start_localbox(
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the handle owns it until stop()
     try:
         process = subprocess.Popen(
-            _argv(options, write_fd, host.registry_dir),
+            _argv(options, write_fd, host),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -39,6 +39,7 @@ from .faults import Faults
 from .files_http import FilesAPI
 from .filesystem import FilesystemService
 from .isolation import Identity, Isolation, Mode, detect_mode, identity_for, username
+from .link import check_link, link_for
 from .paths import SandboxFS
 from .processes import ProcessService
 from .registry import registry_dir, remove_entry, state_dir, write_entry
@@ -67,6 +68,9 @@ class ServerConfig:
     allow_root: bool = False
     test_faults: bool = False
     network: netns.NetworkPolicy = field(default_factory=netns.NetworkPolicy)
+    # The simulated link of /files (link.py): Mbit/s (None: unthrottled), round trip.
+    link_mbit: float | None = None
+    link_rtt_ms: float = 0.0
 
 
 def prepare_root(root: Path, identity: Identity, owner: int | None) -> None:
@@ -175,7 +179,12 @@ class Server:
         return LocalBoxApp(
             state=self.state,
             faults=self.faults,
-            files=FilesAPI(fs, self._owner_of, self.faults),
+            files=FilesAPI(
+                fs,
+                self._owner_of,
+                self.faults,
+                link_for(self.config.link_mbit, self.config.link_rtt_ms),
+            ),
             process=ProcessASGIApplication(self.processes),
             filesystem=FilesystemASGIApplication(filesystem),
             credentials=self.credentials,
@@ -313,6 +322,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--registry-dir", type=Path, help="where to announce the sandbox "
                         "(default: where claude-e2b list looks)")  # fmt: skip
     parser.add_argument("--mode", choices=["root", "userns", "plain"], help="isolation mode")
+    parser.add_argument("--link-mbit", type=float, metavar="N",
+                        help="pace /files transfers to N Mbit/s (10^6 bits)")  # fmt: skip
+    parser.add_argument("--link-rtt-ms", type=float, default=0.0, metavar="N",
+                        help="add a round trip of N ms to each /files request")  # fmt: skip
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     netns.add_arguments(parser)
     return parser
@@ -328,6 +341,10 @@ def parse_args(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
     faults = json.loads(args.faults)
     if faults and not args.test_faults:
         parser.error("--faults needs --test-faults")
+    try:
+        check_link(args.link_mbit, args.link_rtt_ms)
+    except ValueError as exc:
+        parser.error(str(exc))
     return ServerConfig(
         # Worked out only when needed: a launched server's environment has no HOME.
         registry_dir=args.registry_dir or registry_dir(state_dir(environ)),
@@ -344,6 +361,8 @@ def parse_args(argv: list[str], environ: Mapping[str, str]) -> ServerConfig:
         allow_root=args.allow_root_user,
         test_faults=args.test_faults,
         network=netns.policy_from_args(args),
+        link_mbit=args.link_mbit,
+        link_rtt_ms=args.link_rtt_ms,
     )
 
 
