@@ -22,6 +22,7 @@ import functools
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,6 +83,7 @@ from claude_e2b.view import NullView, RunView
 SessionFactory = Callable[[SandboxSpec], SandboxSession]
 STEP_TIMEOUT_S = 600.0
 OUTPUT_TAIL = 4000
+CLAUDE_BIN = "claude"  # Claude Code in the sandbox: on PATH (installed there if missing)
 
 log = get_logger(__name__)
 
@@ -233,16 +235,30 @@ def watchdog_config(config: RunConfig) -> WatchdogConfig:
     )
 
 
-def agent_step(session: SandboxSession, config: RunConfig, tools: RunTools) -> AgentRun:
+def claude_check(session: SandboxSession) -> Future[None]:
+    """Look for Claude Code in the sandbox (installing it when missing) beside the upload."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-e2b-check")
+    checked = executor.submit(ensure_claude, session, CLAUDE_BIN)
+    executor.shutdown(wait=False)
+    return checked
+
+
+def agent_step(
+    session: SandboxSession,
+    config: RunConfig,
+    tools: RunTools,
+    claude_checked: Future[None] | None = None,
+) -> AgentRun:
     """Run Claude Code on the plan under the watchdog, following its progress live.
 
-    A cancel request stops it like its time limit does, with a short grace.
+    ``claude_checked`` is the check started with the upload (see claude_check); without
+    one, it is made here. A cancel request stops the agent like its time limit does,
+    with a short grace.
     """
     workflow, prices = tools.workflow, tools.prices
-    claude_bin = "claude"
-    ensure_claude(session, claude_bin)
+    tools.cancel.call((claude_checked or claude_check(session)).result)
     command = build_command(
-        claude_bin=claude_bin,
+        claude_bin=CLAUDE_BIN,
         model=config.model,
         repo_dir=SANDBOX_REPO_DIR,
         prompt_path=f"{SANDBOX_WORK_DIR}/prompt.md",
@@ -387,6 +403,7 @@ def work_in_sandbox(
     agent: AgentRun | None = None
     verify: VerifyInfo | None = None
     baseline = ""
+    claude_checked = claude_check(session)
     try:
         with cancel.interruptible():
             with laps("upload_s"):
@@ -397,7 +414,7 @@ def work_in_sandbox(
         if failure:
             return SandboxWork(error=failure, seconds=laps.seconds)
         with laps("agent_s"):
-            agent = agent_step(session, config, tools)
+            agent = agent_step(session, config, tools, claude_checked)
         verify = _verify_unless_cancelled(session, config.verify, tools)
         with laps("download_s"):
             policy = apply_policy(config, selection, tools.scanner)

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from claude_e2b import pipeline
 from claude_e2b.collect import CollectPolicy
 from claude_e2b.config import Credentials, Overrides, build_run_config
@@ -90,6 +92,21 @@ def test_pipeline_applies_the_agents_changes(
     assert list(localbox_registry.glob("*.json")) == []
     transcript = (tmp_path / "out" / "transcript.jsonl").read_text().splitlines()
     assert json.loads(transcript[-1])["type"] == "result"
+
+
+def test_claude_code_is_looked_for_while_the_files_go_up(tmp_path, localbox_host, claude_bin):
+    """The check for Claude Code in the sandbox runs beside the upload, not after it."""
+    repo = make_repo(tmp_path / "repo")
+    with ScriptedAnthropic(SCENARIO) as api, capture_logs() as logs:
+        config = run_config(repo, tmp_path / "out", api.url, claude_bin)
+        result = run_pipeline(config, Opened(localbox_host))
+    assert result.status == "completed", result.message
+    events = [
+        "claude-check" if e.get("command", "").startswith("command -v claude") else e["event"]
+        for e in logs
+    ]
+    assert events.count("claude-check") == 1
+    assert events.index("claude-check") < events.index("upload.done")
 
 
 def test_failed_download_keeps_the_sandbox_for_a_later_download(
