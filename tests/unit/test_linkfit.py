@@ -144,3 +144,15 @@ def test_the_metered_file_counts_what_is_read(tmp_path: Path) -> None:
     with meter.open(path) as handle:
         assert len(handle.read(65_536)) + len(handle.read()) == 100_000
     assert meter._total == 100_000
+
+
+def test_the_first_packs_weight_sets_what_packs_cost(text_repo: Path, tmp_path: Path) -> None:
+    """Packs observed at 90 % of their content make zpacks (zstd: a few %) the clear choice."""
+    meter = Meter(Clock())
+    meter.piece_sent(2_000_000, 0.2)  # 80 Mbit/s
+    chooser, group = chooser_for(text_repo, tmp_path / "w", "auto", meter)
+    chooser.observe(900, 1000)
+    chooser.observe(1, 1000)  # only the first counts
+    assert chooser(group) == "zpacks"
+    assert chooser.estimate is not None
+    assert chooser.estimate.packed_ratio == pytest.approx(0.9)

@@ -11,9 +11,10 @@ chooser compares, per byte of file content:
 - packs: as-stored bytes / link rate;
 - zpacks: the larger of zstd's bytes / link rate and 1 / the rate zpacks are made,
 
-the byte ratios and zstd's speed measured on a sample of the group about to be
-made. It picks zpacks only when they are clearly faster (``MARGIN``) and sticks
-to the choice. The figures behind it are in BENCHMARKS.md.
+the bytes of git's packs per byte of content from the first pack, zstd's ratio and
+speed from a sample of the group about to be made. It picks zpacks only when they
+are clearly faster (``MARGIN``) and sticks to the choice. The figures behind it are
+in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ GroupMode = Literal["packs", "zpacks"]
 
 # The link's rate is taken over MEASURE_BYTES read after the first WARMUP_BYTES
 # (what the socket's buffers swallow at once does not tell the link's rate).
-WARMUP_BYTES = 4 * 2**20
+WARMUP_BYTES = 8 * 2**20
 MEASURE_BYTES = 8 * 2**20
 SAMPLE_BYTES = 8 * 2**20
 MIN_PIECE_BYTES = 2**20
 # zpacks must be at least this much faster (per byte) to be chosen.
-MARGIN = 0.85
+MARGIN = 0.9
 # How long the chooser waits for the first measurement before keeping packs.
 WAIT_S = 120.0
 SAMPLE_TIMEOUT_S = 60.0
@@ -151,6 +152,12 @@ class Chooser:
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
     decided: GroupMode | None = None
     estimate: Estimate | None = None
+    first_pack: tuple[int, int] | None = None  # its bytes and the content they hold
+
+    def observe(self, pack_bytes: int, content_bytes: int) -> None:
+        """The first pack as git stored it: what packs cost here, per byte of content."""
+        if self.first_pack is None and content_bytes > 0:
+            self.first_pack = (pack_bytes, content_bytes)
 
     def __call__(self, group: list[str]) -> GroupMode:
         """The mode for the group about to be made (its object names)."""
@@ -178,13 +185,15 @@ class Chooser:
 
     def _estimate(self, rate: float, group: list[str]) -> Estimate:
         sample = _sample(group, self.sizes)
-        disk = _disk_sizes(self.root, sample, self.object_env)
         parts, packed = [], 0.0
+        disk = {} if self.first_pack else _disk_sizes(self.root, sample, self.object_env)
         for blob in sample:
             part = _blob_bytes(self.root / self.blob_paths[blob][0])
             parts.append(part)
             packed += disk.get(blob, len(part)) * len(part) / max(self.sizes[blob], 1)
         content = b"".join(parts)
+        if self.first_pack:  # what the first pack really weighed beats the sample's sizes
+            packed = len(content) * self.first_pack[0] / self.first_pack[1]
         spawn = _zstd_seconds(b"")[1]  # what starting zstd costs, apart from its work
         squeezed, seconds = _zstd_seconds(content)
         seconds = max(seconds - spawn, 1e-6)

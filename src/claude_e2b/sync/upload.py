@@ -323,7 +323,10 @@ def _queue_packs(
         if sender.failed():
             break
         packs.append(pack)
-        outbox.put(pack_piece(pack, len(packs)))
+        piece = pack_piece(pack, len(packs))
+        if not pack.compressed:
+            chooser.observe(piece.files[0].size, pack.content_bytes)
+        outbox.put(piece)
     outbox.put(Note("PACKS", f"{len(packs)}\n"))
     return packs
 
