@@ -101,14 +101,19 @@ def _packed_objects(repo: Path, split: Split, out: Path) -> set[str]:
     return names
 
 
-def test_packs_hold_every_object_once_and_name_their_paths(repo: Path, tmp_path: Path) -> None:
-    """Small groups give several packs; their paths cover the packed files exactly once."""
+def with_data(repo: Path, tmp_path: Path) -> Split:
+    """Six more committed files of random bytes, packed; the split of the checkout."""
     for i in range(6):
         (repo / f"data/{i}.bin").parent.mkdir(exist_ok=True)
         (repo / f"data/{i}.bin").write_bytes(os.urandom(3000))
     commit_all(repo, "data")
     repack(repo)
-    split = split_of(repo, tmp_path / "w")
+    return split_of(repo, tmp_path / "w")
+
+
+def test_packs_hold_every_object_once_and_name_their_paths(repo: Path, tmp_path: Path) -> None:
+    """Small groups give several packs; their paths cover the packed files exactly once."""
+    split = with_data(repo, tmp_path)
     packs = list(write_packs(split, tmp_path / "out", group_bytes=4000))
     assert len(packs) >= 4
     listed = [os.fsdecode(p) for pack in packs for p in pack.paths.split(b"\0") if p]
@@ -194,12 +199,7 @@ def test_a_subdirectory_root_packs_its_own_tree(repo: Path, tmp_path: Path) -> N
 
 def test_chosen_groups_go_as_zpacks_and_hold_the_same_objects(repo: Path, tmp_path: Path) -> None:
     """The first group (with the trees) is git's; later ones as zpacks; same objects."""
-    for i in range(6):
-        (repo / f"data/{i}.bin").parent.mkdir(exist_ok=True)
-        (repo / f"data/{i}.bin").write_bytes(os.urandom(3000))
-    commit_all(repo, "data")
-    repack(repo)
-    split = split_of(repo, tmp_path / "w")
+    split = with_data(repo, tmp_path)
     asked: list[list[str]] = []
 
     def zpacks(group: list[str]) -> str:
