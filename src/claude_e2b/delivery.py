@@ -14,17 +14,21 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from claude_e2b.config import RunConfig
 from claude_e2b.errors import ConfigError, PublishError
-from claude_e2b.github.api import GitHubApi, GitHubTarget
 from claude_e2b.github.commit import is_valid_branch
 from claude_e2b.github.publish import PullRequestSpec, default_branch_name, publish
+from claude_e2b.github.target import GitHubTarget
 from claude_e2b.log import get_logger
 from claude_e2b.outcome import plan_path_in_repo
-from claude_e2b.report import ReportContext, render_pr_body, render_summary
 from claude_e2b.result import RunResult, write_result
+
+if TYPE_CHECKING:  # PyGithub loads when a caller opens the API: a --no-pr run never does
+    from claude_e2b.github.api import GitHubApi
+    from claude_e2b.report import ReportContext
 
 GIT_TIMEOUT_S = 30.0
 
@@ -114,12 +118,14 @@ def publish_run(
     api: GitHubApi,
     *,
     base: str,
-    ctx: ReportContext,
+    ctx: ReportContext | None = None,
 ) -> Delivery:
     """Open or update the run's pull request when it changed something."""
     if not result.changes:
         return Delivery(result)
-    body = render_pr_body(result, ctx)
+    from claude_e2b.report import ReportContext, render_pr_body  # noqa: PLC0415 - see write_run_files
+
+    body = render_pr_body(result, ctx or ReportContext())
     spec = pull_request_spec(config, result, branch=branch_for(config), base=base, body=body)
     warnings: list[str] = []
     try:
@@ -136,11 +142,18 @@ def no_pr_note(exc: PublishError) -> str:
     return f"{note}; {exc.hint}" if exc.hint else note
 
 
-def write_run_files(result: RunResult, output_dir: Path, ctx: ReportContext) -> Path:
-    """result.json and summary.md (the PR body in full); returns result.json's path."""
+def write_run_files(result: RunResult, output_dir: Path, ctx: ReportContext | None = None) -> Path:
+    """result.json and summary.md (the PR body in full); returns result.json's path.
+
+    The templates (Jinja2, 0.1 s to import) load here, once the run is over, not
+    before its sandbox starts; ``ctx`` defaults to a local run's (no Actions run).
+    """
+    from claude_e2b.report import ReportContext, render_summary  # noqa: PLC0415
+
     path = output_dir / "result.json"
     write_result(result, path)
-    (output_dir / "summary.md").write_text(render_summary(result, ctx), encoding="utf-8")
+    summary = render_summary(result, ctx or ReportContext())
+    (output_dir / "summary.md").write_text(summary, encoding="utf-8")
     return path
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from claude_e2b.commands.common import open_store
-from claude_e2b.config import Credentials, Overrides, build_run_config
+from claude_e2b.config import Credentials, Overrides, RunConfig, build_run_config
 from claude_e2b.delivery import (
     Delivery,
     base_for,
@@ -30,12 +30,12 @@ from claude_e2b.environment import (
 from claude_e2b.errors import (
     ConfigError,
 )
-from claude_e2b.github.api import GitHubApi
+from claude_e2b.github.target import GitHubTarget
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import REDACTOR
 from claude_e2b.plan import load_plan
 from claude_e2b.recorded import recorded_run
-from claude_e2b.report import ReportContext
+from claude_e2b.result import RunResult
 from claude_e2b.sandbox.limits import (
     FLAG_NAMES,
     SandboxLimits,
@@ -101,11 +101,18 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         result = run.run(workflow, args.view)
         delivery = Delivery(result)
         if target is not None and base is not None and result.status != "cancelled":
-            with GitHubApi.open(target) as api:
-                delivery = publish_run(config, result, target, api, base=base, ctx=ReportContext())
+            delivery = _publish(config, result, target, base)
         _report(delivery, config.output_dir, as_json=args.json, view=args.view)
         run.history.end(delivery.result, config.output_dir / "result.json")
     return delivery.exit_code
+
+
+def _publish(config: RunConfig, result: RunResult, target: GitHubTarget, base: str) -> Delivery:
+    """Open or update the run's pull request through the GitHub API."""
+    from claude_e2b.github.api import GitHubApi  # noqa: PLC0415 - PyGithub: 0.7 s, never --no-pr
+
+    with GitHubApi.open(target) as api:
+        return publish_run(config, result, target, api, base=base)
 
 
 def _limits(args: argparse.Namespace, environ: Mapping[str, str]) -> SandboxLimits:
@@ -117,7 +124,7 @@ def _limits(args: argparse.Namespace, environ: Mapping[str, str]) -> SandboxLimi
 
 def _report(delivery: Delivery, output_dir: Path, *, as_json: bool, view: RunView) -> None:
     result = delivery.result
-    write_run_files(result, output_dir, ReportContext())
+    write_run_files(result, output_dir)
     view.finished(result)
     if delivery.error is not None:
         sys.stderr.write(f"claude-e2b: {REDACTOR.redact(str(delivery.error))}\n")

@@ -1,5 +1,9 @@
 """GitHubApi: the one adapter over PyGithub (the only module that imports ``github``).
 
+Only a run that publishes imports this module (PyGithub takes 0.7 s to load): what is
+needed before a run or without the API (``GitHubTarget``, ``basic_credential``) lives in
+``target.py`` and is re-exported here.
+
 Every call has a timeout (PyGithub's ``timeout=``) and goes through one retry loop that
 retries only what GitHub asks to retry and only where a repeat cannot do harm:
 
@@ -54,6 +58,8 @@ from claude_e2b.errors import (
     PublishError,
     PullExistsError,
 )
+from claude_e2b.github.target import GitHubTarget as GitHubTarget  # noqa: PLC0414 - re-export
+from claude_e2b.github.target import basic_credential as basic_credential  # noqa: PLC0414
 from claude_e2b.log import REDACTOR, get_logger
 
 T = TypeVar("T")
@@ -71,29 +77,6 @@ log = get_logger(__name__)
 
 
 # -- plain data in and out
-
-
-@dataclass(frozen=True)
-class GitHubTarget:
-    """Where to publish: API root, git server, ``owner/name`` and the token."""
-
-    api_url: str  # GITHUB_API_URL (Enterprise Server: https://host/api/v3)
-    server_url: str  # GITHUB_SERVER_URL: the git remote is {server_url}/{repository}.git
-    repository: str
-    token: str
-
-    def __repr__(self) -> str:
-        return f"GitHubTarget({self.api_url!r}, {self.server_url!r}, {self.repository!r}, ***)"
-
-    @property
-    def owner(self) -> str:
-        """The repository's owner (the ``owner:`` of a head branch)."""
-        return self.repository.partition("/")[0]
-
-    @property
-    def clone_url(self) -> str:
-        """The HTTPS remote of the repository (no credentials in it, ever)."""
-        return f"{self.server_url.rstrip('/')}/{self.repository}.git"
 
 
 @dataclass(frozen=True)
@@ -179,11 +162,6 @@ GIT_TREE = Endpoint(f"POST {_REPO}/git/trees", "contents: write")
 GIT_COMMIT_CREATE = Endpoint(f"POST {_REPO}/git/commits", "contents: write")
 GIT_REF_UPDATE = Endpoint(f"PATCH {_REPO}/git/refs/{{ref}}", "contents: write")
 GIT_REF_CREATE = Endpoint(f"POST {_REPO}/git/refs", "contents: write")
-
-
-def basic_credential(token: str) -> str:
-    """``base64(x-access-token:TOKEN)``, the form git sends in an Authorization header."""
-    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
 
 
 # -- error mapping and retry decisions

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from claude_e2b import audit
 from claude_e2b.errors import PublishError, PushError, SyncError
-from claude_e2b.github.api import basic_credential
+from claude_e2b.github.target import basic_credential
 from claude_e2b.log import REDACTOR, get_logger
 from claude_e2b.sync.formats import MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK
 from claude_e2b.sync.git import run_git

@@ -27,15 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_e2b.errors import InternalError, PublishError
-from claude_e2b.github.api import (
-    GitHubApi,
-    GitHubTarget,
-    PullRequestRef,
-    TreeEntry,
-)
 from claude_e2b.github.commit import (
     BuiltTree,
     TreeChange,
@@ -47,8 +41,12 @@ from claude_e2b.github.commit import (
     push_commit,
     read_blob,
 )
+from claude_e2b.github.target import GitHubTarget
 from claude_e2b.log import get_logger
 from claude_e2b.result import PrInfo
+
+if TYPE_CHECKING:  # the API (PyGithub) is loaded by whoever opens one, not by importing this
+    from claude_e2b.github.api import GitHubApi, PullRequestRef, TreeEntry
 
 __all__ = [
     "GitHubTarget",
@@ -207,6 +205,8 @@ def _api_entry(
     repo_dir: Path, change: TreeChange, api: GitHubApi, on_github: set[str]
 ) -> TreeEntry:
     """The tree entry of one change, uploading its blob unless GitHub has it (a rename)."""
+    from claude_e2b.github.api import TreeEntry  # noqa: PLC0415 - loaded with ``api`` already
+
     if change.sha is not None and change.sha not in on_github:
         uploaded = api.create_blob(read_blob(repo_dir, change.sha))
         if uploaded != change.sha:
