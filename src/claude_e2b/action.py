@@ -51,7 +51,7 @@ from claude_e2b.github.workflow import Workflow, append_summary, write_outputs
 from claude_e2b.log import REDACTOR, get_logger
 from claude_e2b.pipeline import SessionFactory
 from claude_e2b.plan import load_plan
-from claude_e2b.recorded import open_history, recorded_run
+from claude_e2b.recorded import recorded_run
 from claude_e2b.report import (
     ReportContext,
     TemplateOverrides,
@@ -63,7 +63,7 @@ from claude_e2b.report import (
 from claude_e2b.result import RunResult
 from claude_e2b.sandbox.limits import INPUT_NAMES, configured_limits
 from claude_e2b.sandbox.session import open_session
-from claude_e2b.store import default_db_path
+from claude_e2b.store import default_db_path, open_history
 from claude_e2b.view import RunView
 from claude_e2b.view.choose import configure_output
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from claude_e2b.audit import set_audit_file
 from claude_e2b.cancel import Cancellation
 from claude_e2b.config import RunConfig
-from claude_e2b.errors import ConfigError
 from claude_e2b.github.workflow import Workflow
 from claude_e2b.log import REDACTOR, get_logger
 from claude_e2b.pipeline import SessionFactory, run_pipeline
@@ -28,18 +27,6 @@ from claude_e2b.store import RunStore
 from claude_e2b.view import RunView
 
 log = get_logger(__name__)
-
-
-def open_history(path: Path) -> RunStore | None:
-    """The run history at ``path``; None (and a warning) when it cannot be opened.
-
-    A history that cannot be written never stops a run.
-    """
-    try:
-        return RunStore.open(path)
-    except ConfigError as exc:
-        log.warning("history.unavailable", error=str(exc))
-        return None
 
 
 @dataclass(frozen=True)

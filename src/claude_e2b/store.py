@@ -46,6 +46,7 @@ __all__ = [
     "UnknownRunError",
     "default_db_path",
     "normalize_iso",
+    "open_history",
     "utc_iso",
 ]
 
@@ -670,3 +671,20 @@ def _config_error(path: Path, exc: sqlite3.Error) -> ConfigError:
             " or use another file with --db PATH (or CLAUDE_E2B_DB)",
         )
     return ConfigError(f"the run history {path} could not be used ({exc})", hint=_HINT_ELSEWHERE)
+
+
+def open_history(path: Path, *, required: bool = False) -> RunStore | None:
+    """The run history at ``path``; None when it cannot be opened and is not ``required``.
+
+    A warning then says why: a history that cannot be written never stops a run.
+    Raises ConfigError when ``required``.
+    """
+    try:
+        return RunStore.open(path)
+    except ConfigError as exc:
+        if required:
+            raise
+        from claude_e2b.log import get_logger  # noqa: PLC0415 - only on this path: no structlog
+
+        get_logger(__name__).warning("history.unavailable", error=str(exc))
+        return None

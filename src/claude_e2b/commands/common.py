@@ -8,9 +8,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from claude_e2b.errors import (
-    ConfigError,
-)
 from claude_e2b.log import get_logger
 from claude_e2b.runs import (
     Sandboxes,
@@ -18,7 +15,7 @@ from claude_e2b.runs import (
 )
 from claude_e2b.sandbox import Backend
 from claude_e2b.sandbox.localbox.registry import registry_dir, state_dir
-from claude_e2b.store import RunStore, default_db_path
+from claude_e2b.store import RunStore, default_db_path, open_history
 
 log = get_logger(__name__)
 
@@ -32,12 +29,8 @@ def open_store(
     and goes on).
     """
     path = Path(args.db) if args.db else default_db_path(environ)
-    try:
-        store = RunStore.open(path)
-    except ConfigError as exc:
-        if required:
-            raise
-        log.warning("history.unavailable", error=str(exc))
+    store = open_history(path, required=required)
+    if store is None:
         return None
     store.mark_abandoned(pid_alive)
     return store
