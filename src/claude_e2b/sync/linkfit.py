@@ -41,6 +41,7 @@ GroupMode = Literal["packs", "zpacks"]
 WARMUP_BYTES = 8 * 2**20
 MEASURE_BYTES = 8 * 2**20
 SAMPLE_BYTES = 8 * 2**20
+SAMPLE_RUNS = 4
 MIN_PIECE_BYTES = 2**20
 # zpacks must be at least this much faster (per byte) to be chosen.
 MARGIN = 0.9
@@ -178,9 +179,14 @@ class Chooser:
             log.warning("upload.transfer_sample_failed", error=str(exc))
             return "packs"
         choice = self.estimate.choice()
-        log.info("upload.transfer_chosen", choice=choice, link_mbit=round(rate * 8 / 1e6, 1),
-                 packs_s_per_mb=round(self.estimate.packs_cost * 2**20, 4),
-                 zpacks_s_per_mb=round(self.estimate.zpacks_cost * 2**20, 4))  # fmt: skip
+        found = self.estimate
+        log.info(
+            "upload.transfer_chosen", choice=choice, link_mbit=round(rate * 8 / 1e6, 1),
+            packed_ratio=round(found.packed_ratio, 3), zpack_ratio=round(found.zpack_ratio, 3),
+            zpack_mb_s=round(found.zpack_rate / 1e6),
+            packs_s_per_mb=round(found.packs_cost * 1e6, 4),
+            zpacks_s_per_mb=round(found.zpacks_cost * 1e6, 4),
+        )  # fmt: skip
         return choice
 
     def _estimate(self, rate: float, group: list[str]) -> Estimate:
@@ -214,17 +220,22 @@ def _zstd_seconds(content: bytes) -> tuple[bytes, float]:
 
 
 def _sample(group: list[str], sizes: dict[str, int]) -> list[str]:
-    """Blobs spread over the group, about SAMPLE_BYTES of content in all."""
+    """Runs of neighbouring blobs spread over the group, about SAMPLE_BYTES in all.
+
+    Neighbours, not every n-th blob: files side by side (one directory, one kind)
+    share text that zstd's window finds in the real zpack; a sample of strangers
+    showed a ratio of 0.29-0.32 where the zpacks made 0.25.
+    """
     blobs = [b for b in group if b in sizes]
-    total = sum(sizes[b] for b in blobs)
-    step = max(1, round(total / SAMPLE_BYTES)) if total > SAMPLE_BYTES else 1
-    picked, taken = [], 0
-    for blob in blobs[::step]:
-        picked.append(blob)
-        taken += sizes[blob]
-        if taken >= SAMPLE_BYTES:
-            break
-    return picked
+    picked: dict[str, None] = {}
+    for run in range(SAMPLE_RUNS):
+        taken = 0
+        for blob in blobs[len(blobs) * run // SAMPLE_RUNS :]:
+            if taken >= SAMPLE_BYTES // SAMPLE_RUNS:
+                break
+            picked[blob] = None
+            taken += sizes[blob]
+    return list(picked)
 
 
 def _blob_bytes(path: Path) -> bytes:
