@@ -191,13 +191,11 @@ class Chooser:
 
     def _estimate(self, rate: float, group: list[str]) -> Estimate:
         sample = _sample(group, self.sizes)
-        parts, packed = [], 0.0
+        content, packed = bytearray(), 0.0  # one buffer: the sample is read once, never copied
         disk = {} if self.first_pack else _disk_sizes(self.root, sample, self.object_env)
         for blob in sample:
-            part = _blob_bytes(self.root / self.blob_paths[blob][0])
-            parts.append(part)
-            packed += disk.get(blob, len(part)) * len(part) / max(self.sizes[blob], 1)
-        content = b"".join(parts)
+            read = _read_blob_into(self.root / self.blob_paths[blob][0], content)
+            packed += disk.get(blob, read) * read / max(self.sizes[blob], 1)
         if self.first_pack:  # what the first pack really weighed beats the sample's sizes
             packed = len(content) * self.first_pack[0] / self.first_pack[1]
         spawn = _zstd_seconds(b"")[1]  # what starting zstd costs, apart from its work
@@ -209,7 +207,7 @@ class Chooser:
                         size / seconds * max(1.0, 0.8 * self.cpus))  # fmt: skip
 
 
-def _zstd_seconds(content: bytes) -> tuple[bytes, float]:
+def _zstd_seconds(content: bytes | bytearray) -> tuple[bytes, float]:
     """``zstd -3`` of the content on one thread, and how long it took."""
     started = time.monotonic()
     squeezed = subprocess.run(
@@ -238,12 +236,17 @@ def _sample(group: list[str], sizes: dict[str, int]) -> list[str]:
     return list(picked)
 
 
-def _blob_bytes(path: Path) -> bytes:
-    """The blob's bytes from the work tree, at most SAMPLE_BYTES of them."""
+def _read_blob_into(path: Path, content: bytearray) -> int:
+    """Append the blob's bytes from the work tree (at most SAMPLE_BYTES); how many."""
     if path.is_symlink():
-        return os.fsencode(path.readlink())
+        data = os.fsencode(path.readlink())
+        content += data
+        return len(data)
+    before = len(content)
     with path.open("rb") as handle:
-        return handle.read(SAMPLE_BYTES)
+        while len(content) - before < SAMPLE_BYTES and (block := handle.read(2**20)):
+            content += block
+    return len(content) - before
 
 
 def _disk_sizes(root: Path, blobs: list[str], env: dict[str, str]) -> dict[str, int]:
