@@ -74,6 +74,7 @@ from claude_e2b.sync.apply import (
     git_ignored,
 )
 from claude_e2b.sync.changes import Changeset
+from claude_e2b.sync.prepared import PreparedSplit
 from claude_e2b.sync.screen import ContentCheck, screen
 from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
@@ -170,7 +171,12 @@ def _allow_out(config: RunConfig) -> tuple[str, ...] | None:
 # ── In the sandbox ─────────────────────────────────────────────────────────────
 
 
-def upload_step(session: SandboxSession, selection: Selection, view: RunView) -> str:
+def upload_step(
+    session: SandboxSession,
+    selection: Selection,
+    view: RunView,
+    prepared: PreparedSplit | None = None,
+) -> str:
     """Send the selection up and commit it there; returns the baseline commit."""
     with view.transfer("Uploading", None) as transfer:
         return upload_repository(
@@ -178,6 +184,7 @@ def upload_step(session: SandboxSession, selection: Selection, view: RunView) ->
             selection,
             repo_dir=SANDBOX_REPO_DIR,
             work_dir=SANDBOX_WORK_DIR,
+            prepared=prepared,
             on_sent=transfer.advance,
             on_total=transfer.set_total,
         ).baseline
@@ -389,6 +396,7 @@ def work_in_sandbox(
     config: RunConfig,
     selection: Selection,
     tools: RunTools,
+    prepared: PreparedSplit | None = None,
 ) -> SandboxWork:
     """Upload, setup, agent, verify, collect; a known error ends the work, keeping the rest.
 
@@ -407,7 +415,9 @@ def work_in_sandbox(
     try:
         with cancel.interruptible():
             with laps("upload_s"):
-                baseline = cancel.call(lambda: upload_step(session, selection, tools.view))
+                baseline = cancel.call(
+                    lambda: upload_step(session, selection, tools.view, prepared)
+                )
             cancel.call(lambda: session.write_file(BASELINE_FILE, baseline.encode()))
             tools.journal(baseline=baseline)
             failure = cancel.call(lambda: setup_step(session, config.setup, tools.view))
@@ -530,7 +540,11 @@ def _kept_message(error: str, session: SandboxSession, config: RunConfig, until:
 
 
 def sandbox_step(
-    config: RunConfig, opening: OpeningSandbox, selection: Selection, tools: RunTools
+    config: RunConfig,
+    opening: OpeningSandbox,
+    selection: Selection,
+    tools: RunTools,
+    prepared: PreparedSplit | None = None,
 ) -> SandboxWork:
     """Take the sandbox (created meanwhile), do the work in it, and kill it.
 
@@ -545,7 +559,7 @@ def sandbox_step(
     )
     work = SandboxWork()
     try:
-        work = work_in_sandbox(session, config, selection, tools)
+        work = work_in_sandbox(session, config, selection, tools, prepared)
     finally:
         if not work.kept_until:
             session.kill()
@@ -585,10 +599,13 @@ def run_pipeline(
     work = SandboxWork()
     # Created while the files are selected and scanned; nothing goes up before the scan.
     opening = OpeningSandbox(open_sandbox, sandbox_spec(config))
+    owned = contextlib.ExitStack()
     try:
         with tools.cancel.interruptible():
             with tools.view.step("Selecting files"):
                 selection = select_step(config)
+            # Which files go as git objects, asked of git beside the scan (no content).
+            prepared = owned.enter_context(PreparedSplit(selection))
             with tools.view.step("Scanning for secrets"):
                 screened = screen_step(config, selection, tools.scanner)
             for warning in screened.warnings:
@@ -596,7 +613,7 @@ def run_pipeline(
         if screened.blocked:
             opening.discard(wait=True)
         else:
-            work = sandbox_step(config, opening, screened.selection, tools)
+            work = sandbox_step(config, opening, screened.selection, tools, prepared)
     except RunCancelled:
         opening.discard(wait=False)
         work = replace(work, cancelled=tools.cancel.message())
@@ -606,6 +623,8 @@ def run_pipeline(
     except BaseException:
         opening.discard(wait=False)
         raise
+    finally:
+        owned.close()
     return build_result(config, screened, work, tools.prices, started)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -17,6 +18,7 @@ from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
 from claude_e2b.sync import gitpack, pieces, tarstream, upload
 from claude_e2b.sync.changes import detect_script, parse_detect_output
+from claude_e2b.sync.prepared import PreparedSplit
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
 from tests import gitrepo
@@ -407,3 +409,43 @@ def test_auto_recompresses_where_the_link_is_slow(localbox_registry: Path, text_
         sandbox_git(session, "fsck", "--no-dangling", "--full")
     finally:
         session.kill()
+
+
+# --- the split made ahead (beside the scan) -------------------------------------------
+
+
+def test_the_split_made_ahead_is_the_one_used(
+    session: SandboxSession, varied_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    selection = select_files(varied_repo)
+    with PreparedSplit(selection) as prepared:
+        assert prepared.split().packed_files > 0
+
+        def no_second_split(*_args: object) -> gitpack.Split:
+            raise AssertionError("the upload split again")
+
+        monkeypatch.setattr(upload, "split_selection", no_second_split)
+        report = upload_repository(
+            session, selection, repo_dir=REPO, work_dir=WORK, prepared=prepared
+        )
+    assert report.packs >= 1
+    assert sandbox_tree(session) == expected_tree(selection)
+    assert not prepared.spool_dir.exists()
+
+
+def test_a_split_made_ahead_is_not_used_for_other_files(
+    session: SandboxSession, varied_repo: Path
+) -> None:
+    """The scan excluded a file after the split was made: it is split again, without it."""
+    selection = select_files(varied_repo)
+    fewer = dataclasses.replace(
+        selection, files=tuple(f for f in selection.files if f.path != "README.md")
+    )
+    with PreparedSplit(selection) as prepared:
+        assert prepared.serves(selection)
+        assert not prepared.serves(fewer)
+        upload_repository(session, fewer, repo_dir=REPO, work_dir=WORK, prepared=prepared)
+    assert sandbox_tree(session) == expected_tree(fewer)
+    readme_blob = git(varied_repo, "rev-parse", "HEAD:README.md").strip()
+    objects = sandbox_git(session, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    assert readme_blob not in objects.split()

@@ -64,6 +64,7 @@ from claude_e2b.sync.pieces import (
     pack_piece,
     resend_bad,
 )
+from claude_e2b.sync.prepared import PreparedSplit
 from claude_e2b.sync.select import Selection
 from claude_e2b.sync.tarstream import (
     CHUNK_BYTES,
@@ -111,6 +112,7 @@ def upload_repository(
     zstd_level: int = ZSTD_LEVEL,
     stream_extract: bool = True,
     transfer: Transfer = "auto",
+    prepared: PreparedSplit | None = None,
     on_sent: SentHook | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> UploadReport:
@@ -120,7 +122,9 @@ def upload_repository(
     zpacks as ``transfer`` says ("auto": chosen for the link, see linkfit; zpacks
     need zstd in the sandbox). "tar" sends everything in the tar; so does a second
     try when git cannot make the packs.
-    ``group_bytes`` is the file content per pack, ``chunk_bytes`` a tar chunk's size;
+    ``prepared`` is the split made ahead (see prepared; used when it was made for
+    these files, closed by its owner). ``group_bytes`` is the file content per pack,
+    ``chunk_bytes`` a tar chunk's size;
     ``codec`` None asks the sandbox which one it can decompress (see probe_codec);
     ``stream_extract`` False takes the upload in only after all of it was sent
     (slower; for measuring the phases apart). For a progress bar, ``on_sent`` hears
@@ -136,7 +140,7 @@ def upload_repository(
         transfer if codec == "zstd" or transfer == "tar" else "packs",
         on_sent=on_sent, on_total=on_total,
     )  # fmt: skip
-    sent, resends, split = _transfer_or_tar(session, selection, settings, clock)
+    sent, resends, split = _transfer_or_tar(session, selection, settings, clock, prepared)
     script = baseline_script(repo_dir, stat_cache_path(work_dir))
     baseline = _run_checked(session, script, "make the baseline commit")
     clock.lap("baseline_s")
@@ -202,15 +206,16 @@ def _transfer_or_tar(
     selection: Selection,
     settings: _Settings,
     clock: _Phases,
+    prepared: PreparedSplit | None,
 ) -> tuple[_Sent, int, Split]:
     """The transfer; when git cannot make the packs, the transfer again with all in the tar."""
     try:
-        return _transfer(session, selection, settings, clock)
+        return _transfer(session, selection, settings, clock, prepared)
     except PackError as exc:
         # The packs come from the user's repository: if git cannot make them, the tar can.
         log.warning("upload.objects_failed", error=str(exc), then="sending every file in the tar")
         _remove_quietly(session, settings.repo_dir)
-        return _transfer(session, selection, replace(settings, transfer="tar"), clock)
+        return _transfer(session, selection, replace(settings, transfer="tar"), clock, None)
 
 
 @dataclass(frozen=True)
@@ -228,20 +233,14 @@ def _transfer(
     selection: Selection,
     settings: _Settings,
     clock: _Phases,
+    prepared: PreparedSplit | None,
 ) -> tuple[_Sent, int, Split]:
     """Send the files and let the sandbox take them in; return what went and the resends."""
     remote_dir = settings.remote_dir
     session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S, idempotent=True)
     session.make_dir(remote_dir)
-    with (
-        tempfile.TemporaryDirectory(prefix="claude-e2b-upload-") as tmp,
-        tempfile.TemporaryDirectory(prefix="claude-e2b-trees-", dir=scratch_dir()) as trees,
-    ):
-        split = (
-            split_selection(selection, Path(tmp) / "git", Path(trees))
-            if settings.transfer != "tar"
-            else all_raw(selection)
-        )
+    with contextlib.ExitStack() as owned:
+        tmp, split = _split(selection, settings, prepared, owned)
         clock.lap("split_s")
         streamer = (
             _start_streamer(session, settings.script(split)) if settings.stream_extract else None
@@ -261,6 +260,26 @@ def _transfer(
     return sent, resends, split
 
 
+def _split(
+    selection: Selection,
+    settings: _Settings,
+    prepared: PreparedSplit | None,
+    owned: contextlib.ExitStack,
+) -> tuple[Path, Split]:
+    """Where to spool, and the split: the one made ahead when it serves, else made here."""
+    if settings.transfer == "tar":
+        return Path(owned.enter_context(_temporary("claude-e2b-upload-"))), all_raw(selection)
+    if prepared is not None and prepared.serves(selection):
+        return prepared.spool_dir, prepared.split()
+    tmp = Path(owned.enter_context(_temporary("claude-e2b-upload-")))
+    trees = Path(owned.enter_context(_temporary("claude-e2b-trees-", scratch_dir())))
+    return tmp, split_selection(selection, tmp / "git", trees)
+
+
+def _temporary(prefix: str, parent: str | None = None) -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=parent)
+
+
 def _make_and_send(
     session: SandboxSession, split: Split, spool_dir: Path, settings: _Settings
 ) -> _Sent:
@@ -277,7 +296,7 @@ def _make_and_send(
     )
     packs: list[Pack] = []
     try:
-        packs = _queue_packs(
+        packs, pack_bytes = _queue_packs(
             split, spool_dir / "packs", outbox, sender,
             chooser=chooser, group_bytes=settings.group_bytes,
         )  # fmt: skip
@@ -287,7 +306,7 @@ def _make_and_send(
             write_tar(raw, spool, spool_dir, settings.codec, settings.level)
         outbox.put(Note("CHUNKS", f"{spool.count}\n"))
         if settings.on_total is not None:
-            settings.on_total(sum(p.size for p in sender.sent) + spool.total)
+            settings.on_total(pack_bytes + spool.total)
     except SpoolStoppedError:
         pass
     finally:
@@ -316,9 +335,10 @@ def _queue_packs(
     *,
     chooser: Chooser,
     group_bytes: int,
-) -> list[Pack]:
-    """Queue a piece per pack as they are made, then the PACKS note; return the packs."""
+) -> tuple[list[Pack], int]:
+    """Queue a piece per pack as they are made, then the PACKS note; the packs, their bytes."""
     packs: list[Pack] = []
+    pack_bytes = 0
     for pack in write_packs(split, out, group_bytes, chooser):
         if sender.failed():
             break
@@ -326,9 +346,10 @@ def _queue_packs(
         piece = pack_piece(pack, len(packs))
         if not pack.compressed:
             chooser.observe(piece.files[0].size, pack.content_bytes)
+        pack_bytes += piece.size
         outbox.put(piece)
     outbox.put(Note("PACKS", f"{len(packs)}\n"))
-    return packs
+    return packs, pack_bytes
 
 
 class _Phases:
