@@ -67,6 +67,17 @@ def test_one_500_on_a_small_control_file_is_retried(session: SandboxSession) -> 
     assert set_faults(box(session))["upload_errors"] == 0
 
 
+def test_a_failing_health_check_does_not_make_a_live_sandbox_gone(
+    session: SandboxSession,
+) -> None:
+    """envd's /health fails, E2B's API lists the sandbox as running: it is alive."""
+    set_faults(box(session), unhealthy=True)
+    assert not session._sandbox.is_running(request_timeout=10)  # envd alone says no
+    assert session.is_alive()
+    session.kill()
+    assert not session.is_alive()
+
+
 def test_a_seekable_file_is_sent_again_from_its_start(
     session: SandboxSession, tmp_path: Path
 ) -> None:

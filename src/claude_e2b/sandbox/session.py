@@ -657,9 +657,16 @@ class SandboxSession:
         )
 
     def is_alive(self) -> bool:
-        """Whether the sandbox still answers."""
+        """Whether the sandbox still lives: envd's /health answers, or else E2B's API says so.
+
+        envd can fail its health check while the sandbox lives (busy, restarting): the
+        control plane has the last word, so a sandbox holding work is not taken for gone.
+        """
         if self._gone():
             return False
+        return self._envd_healthy() or self._listed_running()
+
+    def _envd_healthy(self) -> bool:
         try:
             return retrying(
                 "health",
@@ -669,6 +676,19 @@ class SandboxSession:
             )
         except SandboxError:
             return False
+
+    def _listed_running(self) -> bool:
+        """Whether E2B's API (the local server's control routes) lists it as running."""
+        try:
+            info = retrying(
+                "describe",
+                lambda: self._sandbox.get_info(request_timeout=CONTROL_TIMEOUT_S),
+                policy=replace(self.retry, attempts=2),
+                gone=self._gone,
+            )
+        except SandboxError:
+            return False
+        return str(getattr(info.state, "value", info.state)) == "running"
 
     def extend_lifetime(self, seconds: int) -> None:
         """Set the server-side lifetime to ``seconds`` from now."""
