@@ -153,6 +153,26 @@ def test_an_idempotent_command_runs_again_after_a_broken_stream(session: Sandbox
     assert session.read_bytes("/home/user/runs") == b"ran\nran\n"
 
 
+@pytest.mark.parametrize("ends_first", [False, True])
+def test_a_followed_command_is_attached_again_and_its_exit_code_kept(
+    session: SandboxSession, *, ends_first: bool
+) -> None:
+    """start(reattach=True): its stream breaks, wait follows it by pid; ran once, exit exact.
+
+    ``ends_first``: the command has ended before the wait: its kept exit code answers.
+    """
+    script = "echo ran >> /home/user/runs; seq 1 3000; sleep 0.5; exit 3"
+    set_faults(box(session), drop_output_after_bytes=500)
+    handle = session.start(script, timeout=30, reattach=True)
+    if ends_first:
+        time.sleep(2.0)
+    with capture_logs() as logs:
+        outcome = handle.wait()
+    assert outcome.exit_code == 3
+    assert "sandbox.command_reattach" in [entry["event"] for entry in logs]
+    assert session.read_bytes("/home/user/runs") == b"ran\n"
+
+
 def test_the_retries_give_up_with_a_clear_transient_error(session: SandboxSession) -> None:
     """A server that keeps answering 500: four attempts, then SandboxTransientError."""
     set_faults(box(session), upload_errors=10)

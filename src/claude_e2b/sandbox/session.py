@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import secrets
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -333,7 +335,11 @@ def _skip(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
 
 
 class BackgroundCommand:
-    """A command started in the background: wait for it, or kill it."""
+    """A command started in the background: wait for it, or kill it.
+
+    ``reattach`` (pid → a new SDK handle) follows the command again when its output
+    stream drops: the process goes on in the sandbox either way.
+    """
 
     def __init__(
         self,
@@ -341,11 +347,16 @@ class BackgroundCommand:
         what: str,
         kill: Callable[[int], bool],
         gone: Callable[[], bool] = _never,
+        *,
+        reattach: Callable[[int], Any] | None = None,
+        exit_status: Callable[[], int | None] | None = None,
     ) -> None:
         self._handle = handle
         self._what = what
         self._kill = kill
         self._gone = gone
+        self._reattach = reattach
+        self._exit_status = exit_status
 
     @property
     def pid(self) -> int:
@@ -356,13 +367,43 @@ class BackgroundCommand:
     def wait(
         self, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None
     ) -> CommandOutcome:
-        """Stream output to the callbacks until the command ends; return how it ended."""
+        """Stream output to the callbacks until the command ends; return how it ended.
+
+        When the output stream drops, the command is followed again by its pid (up to
+        REATTACH_TRIES times): its exit code is then still exact, but what it printed
+        while no stream was attached is missing from the callbacks and the outcome.
+        """
+        out, err = _Collected(on_stdout), _Collected(on_stderr)
+        for tries_left in range(REATTACH_TRIES, -1, -1):
+            try:
+                with _mapped_with(self._what, self._gone):
+                    result = self._handle.wait(on_stdout=out, on_stderr=err)
+            except CommandExitException as exc:
+                return _outcome(exc, out, err)
+            except SandboxTransientError as exc:
+                if self._reattach is None or not tries_left or self._gone():
+                    raise
+                log.warning("sandbox.command_reattach", what=self._what, error=str(exc)[:200])
+                ended = self._follow_again()
+                if ended is not None:  # it ended meanwhile: its exit code was kept
+                    return CommandOutcome(ended, out.text(), err.text())
+                continue
+            return _outcome(result, out, err)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _follow_again(self) -> int | None:
+        """Attach to the command again; its exit code instead when it has already ended."""
+        assert self._reattach is not None  # noqa: S101 - only called with one
+        pid = self.pid
         try:
-            with _mapped_with(self._what, self._gone):
-                result = self._handle.wait(on_stdout=on_stdout, on_stderr=on_stderr)
-        except CommandExitException as exc:
-            return _outcome(exc)
-        return _outcome(result)
+            with _mapped_with(f"reattach {self._what}", self._gone):
+                self._handle = self._reattach(pid)
+        except SandboxError:
+            status = self._exit_status() if self._exit_status is not None else None
+            if status is None:
+                raise
+            return status
+        return None
 
     def kill(self) -> bool:
         """Send SIGKILL to the command; False when it had already ended."""
@@ -375,12 +416,44 @@ class BackgroundCommand:
             self.kill()
 
 
-def _outcome(result: Any) -> CommandOutcome:
+class _Collected:
+    """An output callback that keeps what it heard, passing it on."""
+
+    def __init__(self, then: OutputCallback | None) -> None:
+        self.parts: list[str] = []
+        self._then = then
+
+    def __call__(self, chunk: str) -> None:
+        self.parts.append(chunk)
+        if self._then is not None:
+            self._then(chunk)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _outcome(result: Any, out: _Collected, err: _Collected) -> CommandOutcome:
+    """How a command ended, with the output the streams brought (all of it, but for drops)."""
     return CommandOutcome(
         exit_code=int(result.exit_code),
-        stdout=result.stdout or "",
-        stderr=result.stderr or "",
+        stdout=out.text() or result.stdout or "",
+        stderr=err.text() or result.stderr or "",
         error=result.error,
+    )
+
+
+# How often a command's dropped output stream is followed again by its pid.
+REATTACH_TRIES = 3
+# Where a followed command leaves its exit code, for when it ends with no stream attached.
+EXIT_STATUS_DIR = "/tmp/claude-e2b-exit"  # noqa: S108 - in the sandbox, not here
+
+
+def _keeping_exit_status(cmd: str, status_path: str) -> str:
+    """``cmd`` in a subshell, its exit code written to ``status_path`` and returned."""
+    directory = shlex.quote(status_path.rsplit("/", 1)[0])
+    return (
+        f"(\n{cmd}\n); rc=$?; mkdir -p {directory} 2> /dev/null; "
+        f"echo $rc > {shlex.quote(status_path)}; exit $rc"
     )
 
 
@@ -514,16 +587,22 @@ class SandboxSession:
         user: User = "user",
         stdin: bool = False,
         idempotent: bool = False,
+        reattach: bool = False,
     ) -> BackgroundCommand:
         """Start a command in the background; ``timeout`` bounds its whole life (0: none).
 
         ``idempotent``: the start is retried on transient failures (a start that did
         reach the sandbox may then run twice: only for commands where that is fine).
+        ``reattach``: when its output stream drops, ``wait`` follows it again by pid
+        (for commands whose exit code matters, not every byte of their output).
         """
         with _audit("command.start", self.sandbox_id, command=cmd[:80]) as learned:
 
             def once() -> BackgroundCommand:
-                return self._start(cmd, timeout=timeout, cwd=cwd, envs=envs, user=user, stdin=stdin)
+                return self._start(
+                    cmd, timeout=timeout, cwd=cwd, envs=envs, user=user, stdin=stdin,
+                    reattach=reattach,
+                )  # fmt: skip
 
             if idempotent:
                 handle = self._retrying(_command_what(cmd), once, COMMAND_RETRYABLE)
@@ -541,12 +620,14 @@ class SandboxSession:
         envs: Mapping[str, str] | None,
         user: User,
         stdin: bool = False,
+        reattach: bool = False,
     ) -> BackgroundCommand:
         what = _command_what(cmd)
         self._check_alive(what)
+        status_path = f"{EXIT_STATUS_DIR}/{secrets.token_hex(8)}" if reattach else None
         with _mapped_with(what, self._gone):
             handle = self._sandbox.commands.run(
-                cmd,
+                _keeping_exit_status(cmd, status_path) if status_path else cmd,
                 background=True,
                 envs=self._command_envs(envs),
                 user=user,
@@ -554,15 +635,49 @@ class SandboxSession:
                 stdin=stdin,
                 timeout=timeout,
             )
-        return self._background(handle, what)
+        return self._background(handle, what, timeout if reattach else None, status_path)
 
-    def _background(self, handle: Any, what: str) -> BackgroundCommand:
+    def _background(
+        self,
+        handle: Any,
+        what: str,
+        reattach_timeout: float | None = None,
+        status_path: str | None = None,
+    ) -> BackgroundCommand:
+        """The SDK's handle as ours.
+
+        With ``reattach_timeout``, a dropped stream is followed again by pid (its stream
+        then bounded by that many seconds, 0: none); a command that ended meanwhile is
+        known by the exit code it left at ``status_path``.
+        """
         commands = self._sandbox.commands
 
         def kill(pid: int) -> bool:
             return bool(commands.kill(pid, request_timeout=KILL_COMMAND_TIMEOUT_S))
 
-        return BackgroundCommand(handle, what, kill, self._gone)
+        def reattach(pid: int) -> Any:
+            self._check_alive(what)
+            with _audit("command.connect", self.sandbox_id, pid=pid):
+                return retrying(
+                    f"reattach to process {pid}",
+                    lambda: commands.connect(pid, timeout=reattach_timeout),
+                    policy=self.retry,
+                    gone=self._gone,
+                )
+
+        if reattach_timeout is None or status_path is None:
+            return BackgroundCommand(handle, what, kill, self._gone)
+
+        def exit_status() -> int | None:
+            try:
+                text = self.read_bytes(status_path).decode().strip()
+            except SandboxError:
+                return None
+            return int(text) if text.lstrip("-").isdigit() else None
+
+        return BackgroundCommand(
+            handle, what, kill, self._gone, reattach=reattach, exit_status=exit_status
+        )
 
     def connect(self, pid: int, *, timeout: float) -> BackgroundCommand:
         """Attach again to a running command: its output from now on, then its end."""

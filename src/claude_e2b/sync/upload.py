@@ -142,7 +142,8 @@ def upload_repository(
     )  # fmt: skip
     sent, resends, split = _transfer_or_tar(session, selection, settings, clock, prepared)
     script = baseline_script(repo_dir, stat_cache_path(work_dir))
-    baseline = _run_checked(session, script, "make the baseline commit")
+    # Run again from the start if its stream drops: add + commit-tree + update-ref again.
+    baseline = _run_checked(session, script, "make the baseline commit", idempotent=True)
     clock.lap("baseline_s")
     report = UploadReport(
         files=len(selection.files),
@@ -369,7 +370,8 @@ class _Phases:
 
 
 def _start_streamer(session: SandboxSession, script: str) -> BackgroundCommand:
-    return session.start(f"bash -c {shlex.quote(script)}", timeout=COMMAND_TIMEOUT_S)
+    # Its exit code is what counts: a dropped output stream is followed again by pid.
+    return session.start(f"bash -c {shlex.quote(script)}", timeout=COMMAND_TIMEOUT_S, reattach=True)
 
 
 def _finish(
@@ -403,8 +405,12 @@ def _remove_quietly(session: SandboxSession, path: str) -> None:
         session.run(f"rm -rf {shlex.quote(path)}", timeout=COMMAND_TIMEOUT_S, idempotent=True)
 
 
-def _run_checked(session: SandboxSession, script: str, what: str) -> str:
-    out = session.run(f"bash -c {shlex.quote(script)}", timeout=COMMAND_TIMEOUT_S)
+def _run_checked(
+    session: SandboxSession, script: str, what: str, *, idempotent: bool = False
+) -> str:
+    out = session.run(
+        f"bash -c {shlex.quote(script)}", timeout=COMMAND_TIMEOUT_S, idempotent=idempotent
+    )
     if not out.ok:
         tail = (out.stderr or out.stdout)[-2000:]
         raise SyncError(f"could not {what} in the sandbox (exit {out.exit_code}): {tail}")
