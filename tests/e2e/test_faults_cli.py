@@ -95,6 +95,7 @@ from claude_e2b.result import RunResult
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import RetryPolicy, SandboxSession, SandboxSpec, open_session
 from claude_e2b.store import RunRecord, RunStore
+from tests.e2e import environment
 from tests.e2e.test_run_limits import _alive, _descendants
 from tests.e2e.test_run_local import CANARY_KEY, make_repo, run_args
 from tests.integration.conftest import set_faults
@@ -172,21 +173,8 @@ class SandboxWatch:
 
 
 def user_env(tmp: Path, claude_bin: Path) -> dict[str, str]:
-    """What tests/e2e/conftest.py's cli_env gives, for fixtures that outlive one test."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "E2B_", "GITHUB_", "CLAUDE_"))
-    }
-    env.update(
-        CLAUDE_E2B_CLAUDE_BIN=str(claude_bin),
-        CLAUDE_E2B_STATE_DIR=str(tmp / "state"),
-        CLAUDE_E2B_DB=str(tmp / "history.sqlite3"),
-        ANTHROPIC_API_KEY=CANARY_KEY,
-        GIT_CONFIG_GLOBAL="/dev/null",
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-    return env
+    """conftest's cli_env with no git configuration, for fixtures that outlive one test."""
+    return environment.user_env(tmp, claude_bin, plain_git=True)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from e2b import Sandbox
 
 from claude_e2b.sandbox.localbox import LocalBoxHandle, LocalBoxOptions, start_localbox
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
-from claude_e2b.sandbox.session import SandboxSession
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
 from tests.stand_ins.claude_cli import find_claude
 
 
@@ -79,3 +80,21 @@ def live_processes(session: SandboxSession, name: str) -> list[str]:
     """Processes called ``name`` still alive in the sandbox (a dead, unreaped one is not)."""
     out = session.run("ps -eo stat=,comm=", timeout=30).stdout
     return [line for line in out.splitlines() if line.split()[-1] == name and line[0] != "Z"]
+
+
+@contextlib.contextmanager
+def local_session(host: LocalBoxHost, lifetime_s: float = 300) -> Iterator[SandboxSession]:
+    """A session on a fresh local sandbox of ``host``, killed afterwards."""
+    spec = SandboxSpec(backend="local", local_tools={}, lifetime_s=lifetime_s)
+    opened = open_session(spec, host)
+    try:
+        yield opened
+    finally:
+        opened.kill()
+
+
+@pytest.fixture
+def session(fault_host: LocalBoxHost) -> Iterator[SandboxSession]:
+    """A session on a fresh local sandbox that takes faults (modules may define their own)."""
+    with local_session(fault_host) as opened:
+        yield opened

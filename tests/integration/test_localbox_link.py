@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
-from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
-from tests.integration.conftest import set_faults
+from claude_e2b.sandbox.session import SandboxSession
+from tests.integration.conftest import local_session, set_faults
 
 MiB = 1024 * 1024
 SIZE = 4 * MiB
@@ -31,12 +31,8 @@ RTT_S = 0.15
 
 def session_on(registry: Path, **link: float) -> Iterator[SandboxSession]:
     """A session on a fresh local sandbox of a host with this link; killed afterwards."""
-    host = LocalBoxHost(registry, os.environ, test_faults=True, **link)
-    session = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300), host)
-    try:
+    with local_session(LocalBoxHost(registry, os.environ, test_faults=True, **link)) as session:
         yield session
-    finally:
-        session.kill()
 
 
 @pytest.fixture(scope="module")

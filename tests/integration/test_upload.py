@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
-from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
+from claude_e2b.sandbox.session import SandboxSession
 from claude_e2b.sync import gitpack, pieces, tarstream, upload
 from claude_e2b.sync.changes import detect_script, parse_detect_output
 from claude_e2b.sync.prepared import PreparedSplit
@@ -23,6 +23,7 @@ from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import UploadReport, upload_repository
 from tests import gitrepo
 from tests.gitrepo import git, make_repo
+from tests.integration.conftest import local_session
 from tests.integration.conftest import set_faults as set_localbox_faults
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local sandbox needs Linux")
@@ -84,15 +85,6 @@ def baseline_tree(session: SandboxSession, report: UploadReport) -> str:
         timeout=60,
     )
     return out.stdout
-
-
-@pytest.fixture
-def session(fault_host: LocalBoxHost) -> Iterator[SandboxSession]:
-    opened = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300), fault_host)
-    try:
-        yield opened
-    finally:
-        opened.kill()
 
 
 @pytest.fixture
@@ -395,8 +387,7 @@ def test_auto_recompresses_where_the_link_is_slow(localbox_registry: Path, text_
     trips more than the link, so this machine's loopback cannot be the fast case here.)
     """
     host = LocalBoxHost(localbox_registry, os.environ, link_mbit=20.0)
-    session = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300), host)
-    try:
+    with local_session(host) as session:
         selection = select_files(text_repo)
         report = upload_repository(
             session, selection, repo_dir=REPO, work_dir=WORK, group_bytes=2**20
@@ -407,8 +398,6 @@ def test_auto_recompresses_where_the_link_is_slow(localbox_registry: Path, text_
         assert report.sent_bytes < 0.33 * selection.total_bytes  # zlib alone: 0.41
         assert sandbox_tree(session) == expected_tree(selection)
         sandbox_git(session, "fsck", "--no-dangling", "--full")
-    finally:
-        session.kill()
 
 
 # --- the split made ahead (beside the scan) -------------------------------------------

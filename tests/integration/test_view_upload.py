@@ -5,13 +5,11 @@ from __future__ import annotations
 import random
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
-from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, open_session
+from claude_e2b.sandbox.session import SandboxSession
 from claude_e2b.sync.select import SelectOptions, select_files
 from claude_e2b.sync.upload import upload_repository
 from tests import gitrepo
@@ -40,15 +38,6 @@ class Heard:
 
     def on_total(self, total: int) -> None:
         self.totals.append(total)
-
-
-@pytest.fixture
-def session(fault_host: LocalBoxHost) -> Iterator[SandboxSession]:
-    opened = open_session(SandboxSpec(backend="local", local_tools={}, lifetime_s=300), fault_host)
-    try:
-        yield opened
-    finally:
-        opened.kill()
 
 
 @pytest.fixture
