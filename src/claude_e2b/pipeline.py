@@ -216,6 +216,8 @@ def _run_setup(session: SandboxSession, commands: tuple[str, ...]) -> str:
             cwd=SANDBOX_REPO_DIR,
             on_stdout=_stream_to_log("setup"),
             on_stderr=_stream_to_log("setup"),
+            # Before the agent: a dropped stream is followed again, never run twice.
+            reattach=True,
         )
         if not out.ok:
             tail = (out.stdout + out.stderr)[-OUTPUT_TAIL:]

@@ -173,6 +173,17 @@ def test_a_followed_command_is_attached_again_and_its_exit_code_kept(
     assert session.read_bytes("/home/user/runs") == b"ran\n"
 
 
+def test_a_followed_run_keeps_its_exit_code_and_runs_once(session: SandboxSession) -> None:
+    """run(reattach=True) (the plan's setup commands): the stream breaks, the run goes on."""
+    script = "echo ran >> /home/user/runs; seq 1 3000; sleep 0.3; echo done; exit 5"
+    set_faults(box(session), drop_output_after_bytes=500)
+    heard: list[str] = []
+    outcome = session.run(script, timeout=30, reattach=True, on_stdout=heard.append)
+    assert outcome.exit_code == 5
+    assert session.read_bytes("/home/user/runs") == b"ran\n"
+    assert "".join(heard) == outcome.stdout
+
+
 def test_the_retries_give_up_with_a_clear_transient_error(session: SandboxSession) -> None:
     """A server that keeps answering 500: four attempts, then SandboxTransientError."""
     set_faults(box(session), upload_errors=10)

@@ -541,12 +541,14 @@ class SandboxSession:
         on_stderr: OutputCallback | None = None,
         check: bool = False,
         idempotent: bool = False,
+        reattach: bool = False,
     ) -> CommandOutcome:
         """Run ``bash -l -c cmd`` and wait; output streams to the callbacks as it comes.
 
         ``idempotent``: the command may run again from the start when its start or its
         output stream fails on the way (the callbacks then see the output of both
-        tries); any other command runs once. A command whose wait fails is killed,
+        tries); any other command runs once. ``reattach``: a dropped output stream is
+        followed again by pid (see ``start``). A command whose wait fails is killed,
         so nothing outlives the call. Raises CommandError when ``check`` and the exit
         code is not 0; SandboxTimeoutError when ``timeout`` seconds pass first;
         SandboxGoneError when the sandbox died; SandboxTransientError when the stream
@@ -554,7 +556,9 @@ class SandboxSession:
         """
 
         def once() -> CommandOutcome:
-            handle = self._start(cmd, timeout=timeout, cwd=cwd, envs=envs, user=user)
+            handle = self._start(
+                cmd, timeout=timeout, cwd=cwd, envs=envs, user=user, reattach=reattach
+            )
             try:
                 return handle.wait(on_stdout=on_stdout, on_stderr=on_stderr)
             except SandboxError:
