@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost
 from claude_e2b.sandbox.session import SandboxSession
 from claude_e2b.sync import gitpack, pieces, tarstream, upload
+from claude_e2b.sync import prepared as prepared_module
 from claude_e2b.sync.changes import detect_script, parse_detect_output
 from claude_e2b.sync.prepared import PreparedSplit
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
@@ -413,7 +414,7 @@ def test_the_split_made_ahead_is_the_one_used(
         def no_second_split(*_args: object) -> gitpack.Split:
             raise AssertionError("the upload split again")
 
-        monkeypatch.setattr(upload, "split_selection", no_second_split)
+        monkeypatch.setattr(prepared_module, "split_selection", no_second_split)
         report = upload_repository(
             session, selection, repo_dir=REPO, work_dir=WORK, prepared=prepared
         )

@@ -33,6 +33,7 @@ from claude_e2b.errors import SyncError
 from claude_e2b.log import get_logger
 from claude_e2b.sync.formats import Transfer
 from claude_e2b.sync.git import git_output
+from claude_e2b.sync.rawpack import read_blob
 
 GroupMode = Literal["packs", "zpacks"]
 
@@ -238,14 +239,11 @@ def _sample(group: list[str], sizes: dict[str, int]) -> list[str]:
 
 def _read_blob_into(path: Path, content: bytearray) -> int:
     """Append the blob's bytes from the work tree (at most SAMPLE_BYTES); how many."""
-    if path.is_symlink():
-        data = os.fsencode(path.readlink())
-        content += data
-        return len(data)
     before = len(content)
-    with path.open("rb") as handle:
-        while len(content) - before < SAMPLE_BYTES and (block := handle.read(2**20)):
-            content += block
+    for block in read_blob(path):
+        content += block[: SAMPLE_BYTES - (len(content) - before)]
+        if len(content) - before >= SAMPLE_BYTES:
+            break
     return len(content) - before
 
 

@@ -22,7 +22,7 @@ import os
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -114,14 +114,17 @@ class _PackOut:
         self.offset += len(data)
 
 
-def _read_blob(blob: RawBlob) -> Iterable[memoryview]:
-    """The blob's bytes from the work tree: a symlink's target, or the file's content."""
-    if blob.path.is_symlink():
-        yield memoryview(os.fsencode(blob.path.readlink()))
+def read_blob(path: Path) -> Iterator[memoryview]:
+    """A blob's bytes from the work tree: a symlink's target, or the file's content.
+
+    The blocks are views of one reused buffer: each is valid until the next.
+    """
+    if path.is_symlink():
+        yield memoryview(os.fsencode(path.readlink()))
         return
     buffer = bytearray(_READ)
     view = memoryview(buffer)
-    with blob.path.open("rb", buffering=0) as handle:
+    with path.open("rb", buffering=0) as handle:
         while count := handle.readinto(buffer):
             yield view[:count]
 
@@ -134,7 +137,7 @@ def _write_entry(out: _PackOut, blob: RawBlob) -> tuple[int, int]:
     entry.put(b"\x78\x01")  # zlib header: deflate, 32 KiB window, no dictionary
     if blob.size == 0:
         entry.put(b"\x01\x00\x00\xff\xff")  # one empty final stored block
-    for block in _read_blob(blob):
+    for block in read_blob(blob.path):
         if len(block) > entry.left:
             raise BlobMismatchError(f"{blob.path} is larger than its blob")
         entry.content(block)

@@ -49,8 +49,6 @@ from claude_e2b.sync.gitpack import (
     PackError,
     Split,
     all_raw,
-    scratch_dir,
-    split_selection,
     write_packs,
 )
 from claude_e2b.sync.linkfit import Chooser, Meter
@@ -267,18 +265,13 @@ def _split(
     prepared: PreparedSplit | None,
     owned: contextlib.ExitStack,
 ) -> tuple[Path, Split]:
-    """Where to spool, and the split: the one made ahead when it serves, else made here."""
+    """Where to spool, and the split: the one made ahead when it serves, else made now."""
     if settings.transfer == "tar":
-        return Path(owned.enter_context(_temporary("claude-e2b-upload-"))), all_raw(selection)
-    if prepared is not None and prepared.serves(selection):
-        return prepared.spool_dir, prepared.split()
-    tmp = Path(owned.enter_context(_temporary("claude-e2b-upload-")))
-    trees = Path(owned.enter_context(_temporary("claude-e2b-trees-", scratch_dir())))
-    return tmp, split_selection(selection, tmp / "git", trees)
-
-
-def _temporary(prefix: str, parent: str | None = None) -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=parent)
+        spool = owned.enter_context(tempfile.TemporaryDirectory(prefix="claude-e2b-upload-"))
+        return Path(spool), all_raw(selection)
+    if prepared is None or not prepared.serves(selection):
+        prepared = owned.enter_context(PreparedSplit(selection))
+    return prepared.spool_dir, prepared.split()
 
 
 def _make_and_send(
