@@ -5,16 +5,19 @@ git hashes every byte with its collision-detecting SHA-1 (about 420 MB/s) and
 writes every file a second time as a loose object: most of the upload's CPU. But
 the runner's repository already holds those objects for every tracked file whose
 content on disk is the committed blob, usually already compressed in packs. So
-those files go up as a pack of exactly the objects of a tree made of them, with
-the pack's index: the sandbox installs it and checks the files out, hashing
-nothing (git inflates the objects instead, several times faster than hashing).
-The objects go out as several packs, each made by ``git pack-objects`` from a
-*group* of objects of about ``GROUP_BYTES`` of content, with its own index, so the
-sandbox checks out one pack while the next is made and sent.
+those files go up as packs of exactly their blobs, each with the pack's index and
+its *entries* (``mode blob<TAB>path`` per file, as ``git update-index --index-info``
+takes them): the sandbox installs the pack, adds the entries to its index and checks
+the files out, hashing nothing (git inflates the objects instead, several times
+faster than hashing). Each pack is made by ``git pack-objects`` from a *group* of
+blobs of about ``GROUP_BYTES`` of content, so the sandbox checks out one pack while
+the next is made and sent, and a group can leave as soon as the secret scan has
+passed its files (``write_packs``' ``cleared``): no trees, which would name every
+file before the scan has seen them all.
 
-Only blobs of the selected files and the trees made of them are packed: no
-commit, no history, never an excluded file (its blob is not in the tree). A
-delta is reused only when its base is in the pack (no ``--thin``).
+Only blobs of the selected files are packed: no tree, no commit, no history, never
+an excluded file's. A delta is reused only when its base is in the pack (no
+``--thin``).
 
 A selected file travels as an object only when its bytes are exactly the blob's:
 
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,14 +69,15 @@ class PackError(SyncError):
 
 @dataclass(frozen=True)
 class Split:
-    """Which selected files go as git objects (``tree``) and which in the tar (``raw``)."""
+    """Which selected files go as git objects (``blobs``) and which in the tar (``raw``)."""
 
     root: Path
     raw: tuple[SelectedFile, ...]
-    tree: str | None = None
-    # blob name -> the paths (relative to the root) that hold it
+    # blob name -> the paths (relative to the root) that hold it, in selection order;
+    # the blobs in the order of their last path (see write_packs' ``cleared``)
     blobs: dict[str, list[str]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # blob name -> bytes
+    modes: dict[str, str] = field(default_factory=dict)  # path -> its git mode
     object_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -84,12 +88,12 @@ class Split:
 
 @dataclass(frozen=True)
 class Pack:
-    """One finished pack: its file, its index and the paths to check out from it."""
+    """One finished pack: its file, its index and the entries to check out from it."""
 
     name: str  # pack-<sha1 of the pack>
     pack: Path  # with compressed, the pack through zstd (see rawpack)
     idx: Path
-    paths: bytes  # NUL-terminated paths whose blobs are in this pack
+    entries: bytes  # "mode blob<TAB>path" NUL-terminated, per path whose blob is in it
     content_bytes: int = 0  # bytes of the files whose blobs it holds
     compressed: bool = False
 
@@ -211,14 +215,12 @@ def _packable(root: Path, selection: Selection, objects: str) -> dict[str, _Entr
     return packable
 
 
-def split_selection(selection: Selection, work: Path, trees: Path | None = None) -> Split:
-    """Decide which files go as objects and write their tree (not into the repository).
+def split_selection(selection: Selection, work: Path) -> Split:
+    """Decide which files go as objects; git is asked about metadata only.
 
-    The tree objects and the temporary index go to ``trees`` (default ``work``; best
-    on tmpfs, see scratch_dir: git writes each tree as a file of its own), the packs
-    later to ``work``; the repository's object store is an alternate of both, so the
-    user's repository gets nothing written. Falls back to all-raw when the repository
-    does not allow it or git fails (a warning says why).
+    The packs are made later in ``work``; the repository's object store is an
+    alternate of it, so the user's repository gets nothing written. Falls back to
+    all-raw when the repository does not allow it or git fails (a warning says why).
     """
     root = selection.root
     if not selection.files or not _repo_allows_objects(root):
@@ -228,10 +230,7 @@ def split_selection(selection: Selection, work: Path, trees: Path | None = None)
         packable = _packable(root, selection, repo_objects)
         if not packable:
             return all_raw(selection)
-        trees_dir = _objects_in(trees or work)
-        tree_env = _object_env(trees_dir, [repo_objects], (trees or work) / "index")
-        tree = _write_tree(root, packable, tree_env)
-        env = _object_env(_objects_in(work), [str(trees_dir), repo_objects])
+        env = _object_env(_objects_in(work), [repo_objects])
     except SyncError as exc:
         log.warning("upload.objects_unavailable", error=str(exc))
         return all_raw(selection)
@@ -242,8 +241,12 @@ def split_selection(selection: Selection, work: Path, trees: Path | None = None)
         if entry is not None:
             blobs.setdefault(entry.blob, []).append(selected.path)
             sizes[entry.blob] = selected.size
+    # A blob leaves once the scan has passed the last of its paths.
+    place = {f.path: n for n, f in enumerate(selection.files)}
+    blobs = dict(sorted(blobs.items(), key=lambda item: place[item[1][-1]]))
+    modes = {path: entry.mode for path, entry in packable.items()}
     raw = tuple(f for f in selection.files if f.path not in packable)
-    return Split(root, raw, tree, blobs, sizes, env)
+    return Split(root, raw, blobs, sizes, modes, env)
 
 
 def _objects_in(directory: Path) -> Path:
@@ -259,38 +262,19 @@ def _alternate(path: str) -> str:
     return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _object_env(objects: Path, alternates: list[str], index: Path | None = None) -> dict[str, str]:
-    env = {
+def _object_env(objects: Path, alternates: list[str]) -> dict[str, str]:
+    return {
         "GIT_OBJECT_DIRECTORY": str(objects),
         "GIT_ALTERNATE_OBJECT_DIRECTORIES": ":".join(_alternate(a) for a in alternates),
         # A partial clone must not fetch: a missing object means "send the file in the tar".
         "GIT_NO_LAZY_FETCH": "1",
     }
-    if index is not None:
-        env["GIT_INDEX_FILE"] = str(index)
-    return env
 
 
-def scratch_dir() -> str | None:
-    """Where the tree objects are best written: tmpfs when there is one, else the default.
-
-    git writes a tree as a file of its own: 751 of them took 0.9 s on an ext4 disk here.
-    """
-    shm = Path("/dev/shm")  # noqa: S108 - only the parent of a private mkdtemp directory
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
-
-
-def _write_tree(root: Path, packable: dict[str, _Entry], env: dict[str, str]) -> str:
-    info = b"".join(
-        f"{e.mode} {e.blob}\t".encode() + os.fsencode(p) + b"\0" for p, e in packable.items()
-    )
-    git_output(root, "update-index", "-z", "--index-info", stdin=info, env=env)
-    return git_output(root, "write-tree", env=env).decode().strip()
-
-
-def _groups(split: Split, tree_objects: list[str], group_bytes: int) -> Iterator[list[str]]:
-    """Object names in groups of about ``group_bytes`` of content, trees first, in path order."""
-    group, size = list(tree_objects), 0
+def _groups(split: Split, group_bytes: int) -> Iterator[list[str]]:
+    """Blob names in groups of about ``group_bytes`` of content, in the split's order."""
+    group: list[str] = []
+    size = 0
     for blob in split.blobs:
         group.append(blob)
         size += split.sizes.get(blob, 0)
@@ -301,60 +285,79 @@ def _groups(split: Split, tree_objects: list[str], group_bytes: int) -> Iterator
         yield group
 
 
+# Waits until the secret scan has passed this path (and every file before it); returns
+# the paths it found must not leave. Raises when the run must not upload at all.
+Cleared = Callable[[str], Collection[str]]
+
+
 # Asked before each group but the first (its object names): "zpacks" makes it a zpack.
 ChooseMode = Callable[[list[str]], str]
 
 
 def write_packs(
-    split: Split, out: Path, group_bytes: int = GROUP_BYTES, choose: ChooseMode | None = None
+    split: Split,
+    out: Path,
+    group_bytes: int = GROUP_BYTES,
+    choose: ChooseMode | None = None,
+    cleared: Cleared | None = None,
 ) -> Iterator[Pack]:
-    """Pack the split's tree with ``git pack-objects``, one pack per group; yield each pack.
+    """Pack the split's blobs with ``git pack-objects``, one pack per group; yield each pack.
 
     Each is a whole pack with its index, so the sandbox can check out its files
     while the next is made and sent. One pack-objects per group: its
-    ``--max-pack-size`` costs twice the CPU here. ``choose`` may turn a group of
-    blobs into a zpack (see rawpack, linkfit); the first group holds the trees and
-    is always git's. Raises PackError when git fails.
+    ``--max-pack-size`` costs twice the CPU here. With ``cleared``, a group is made
+    only once the scan has passed its last path, without the paths it excluded.
+    ``choose`` may turn a group into a zpack (see rawpack, linkfit); the first pack is
+    always git's. Raises PackError when git fails.
     """
-    if split.tree is None:
+    if not split.blobs:
         return
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        listing = git_output(split.root, "rev-list", "--objects", split.tree, env=split.object_env)
-    except SyncError as exc:
-        raise PackError(str(exc)) from exc
-    names = [line.split(b" ", 1)[0].decode() for line in listing.splitlines() if line]
-    trees = [n for n in names if n not in split.blobs]
-    for number, objects in enumerate(_groups(split, trees, group_bytes)):
+    made = 0
+    for objects in _groups(split, group_bytes):
+        group = _kept(split, objects, cleared)
+        if not group:
+            continue
         zpack = None
-        if choose is not None and number > 0 and choose(objects) == "zpacks":
-            zpack = _zpack_group(split, objects, out)
-        yield zpack or _pack_group(split, objects, out)
+        if choose is not None and made and choose(list(group)) == "zpacks":
+            zpack = _zpack_group(split, group, out)
+        made += 1
+        yield zpack or _pack_group(split, group, out)
 
 
-def _paths_of(split: Split, objects: list[str]) -> tuple[bytes, int]:
-    """The NUL-terminated paths holding the objects' blobs, and their bytes of content."""
-    paths = [p for blob in objects for p in split.blobs.get(blob, ())]
-    listing = b"".join(os.fsencode(p) + b"\0" for p in paths)
-    return listing, sum(split.sizes.get(blob, 0) for blob in objects)
+def _kept(split: Split, objects: list[str], cleared: Cleared | None) -> dict[str, list[str]]:
+    """The group's blobs and their paths that may leave (all of them without ``cleared``)."""
+    if cleared is None:
+        return {blob: split.blobs[blob] for blob in objects}
+    excluded = cleared(split.blobs[objects[-1]][-1])  # the group's last path in order
+    kept = {blob: [p for p in split.blobs[blob] if p not in excluded] for blob in objects}
+    return {blob: paths for blob, paths in kept.items() if paths}
 
 
-def _zpack_group(split: Split, objects: list[str], out: Path) -> Pack | None:
+def _entries_of(split: Split, group: dict[str, list[str]]) -> tuple[bytes, int]:
+    """The group's index entries ("mode blob<TAB>path" NUL-terminated) and bytes of content."""
+    listing = b"".join(
+        f"{split.modes[path]} {blob}\t".encode() + os.fsencode(path) + b"\0"
+        for blob, paths in group.items()
+        for path in paths
+    )
+    return listing, sum(split.sizes.get(blob, 0) for blob in group)
+
+
+def _zpack_group(split: Split, group: dict[str, list[str]], out: Path) -> Pack | None:
     """The group as a zpack from the work tree; None when a file changed since the split."""
-    if not all(b in split.blobs for b in objects):
-        return None  # trees: only the first group has them, made by git
-    blobs = [RawBlob(b, split.root / split.blobs[b][0], split.sizes[b]) for b in objects]
+    blobs = [RawBlob(b, split.root / paths[0], split.sizes[b]) for b, paths in group.items()]
     try:
         zpack = write_zpack(blobs, out)
     except BlobMismatchError as exc:
         log.info("upload.zpack_skipped", reason=str(exc))
         return None
-    listing, content = _paths_of(split, objects)
+    listing, content = _entries_of(split, group)
     return Pack(zpack.name, zpack.pack_zst, zpack.idx, listing, content, compressed=True)
 
 
-def _pack_group(split: Split, objects: list[str], out: Path) -> Pack:
-    query = "".join(f"{name}\n" for name in objects).encode()
+def _pack_group(split: Split, group: dict[str, list[str]], out: Path) -> Pack:
+    query = "".join(f"{name}\n" for name in group).encode()
     done = run_git(
         split.root, "-c", "core.fsync=none", "-c", "pack.compression=1",
         "-c", "pack.writeReverseIndex=false", "pack-objects", "-q", "--window=0", str(out / "p"),
@@ -364,5 +367,5 @@ def _pack_group(split: Split, objects: list[str], out: Path) -> Pack:
         said = done.stderr[-2000:].decode(errors="replace").strip()
         raise PackError(f"git pack-objects failed (exit {done.returncode}): {said}")
     sha = done.stdout.decode().strip()
-    listing, content = _paths_of(split, objects)
+    listing, content = _entries_of(split, group)
     return Pack(f"pack-{sha}", out / f"p-{sha}.pack", out / f"p-{sha}.idx", listing, content)

@@ -4,7 +4,7 @@ A pack as git stored it costs the runner almost nothing to make, but zlib leaves
 it larger than zstd -3 would; a zpack (see rawpack) is smaller on compressible
 files and costs CPU to make. Which is faster depends on the link: on a fast one
 the CPU is the time, on a slow one the bytes are. With ``auto`` the first pack
-always goes as git stored it (it carries the trees); while it travels, the
+always goes as git stored it (its weight is what packs cost); while it travels, the
 sender's reads are timed (a ``Meter``), and before the second group is made the
 chooser compares, per byte of file content:
 

@@ -1,7 +1,7 @@
 """The pieces of an upload: their files and sums, a sender thread, retries and resends.
 
 A *piece* is what the sandbox checks and takes in at once: a *pack* (see gitpack:
-the pack, its index and the list of its paths) or a *chunk* of the tar stream (see
+the pack, its index and its index entries) or a *chunk* of the tar stream (see
 tarstream). Each *file* of a piece travels with its sha256 in the piece's sums
 file, sent after the files: the sandbox takes the piece once that file is whole. A
 file whose upload fails is retried alone; one the sandbox finds wrong is sent again
@@ -53,7 +53,7 @@ class PieceFile:
 
 @dataclass(frozen=True)
 class Piece:
-    """What the sandbox checks and takes in at once: a tar chunk, or a pack with index and paths.
+    """What the sandbox checks and takes in at once: a tar chunk, or a pack with index and entries.
 
     The sums file, sent after the files, lists their sha256 and ends with ``end``;
     the sandbox takes a piece once that line is there.
@@ -97,14 +97,14 @@ def _hashed(name: str, path: Path) -> PieceFile:
 
 
 def pack_piece(pack: Pack, number: int) -> Piece:
-    """The piece for the ``number``-th pack (from 1): its pack, index and paths files."""
-    paths = pack.idx.with_suffix(".paths")
-    paths.write_bytes(pack.paths)
+    """The piece for the ``number``-th pack (from 1): its pack, index and entries files."""
+    entries = pack.idx.with_suffix(".entries")
+    entries.write_bytes(pack.entries)
     suffix = ".pack.zst" if pack.compressed else ".pack"
     files = (
         _hashed(f"{pack.name}{suffix}", pack.pack),
         _hashed(f"{pack.name}.idx", pack.idx),
-        _hashed(f"{pack.name}.paths", paths),
+        _hashed(f"{pack.name}.entries", entries),
     )
     return Piece(files, f"pack-{number:04d}.sha256")
 

@@ -2,9 +2,10 @@
 
 Which files go as git objects (see gitpack.split_selection) asks git about the
 checkout's metadata only: no file content leaves, nothing is sent. A run starts it
-as soon as the files are selected; the upload takes it if the scan excluded nothing
-(the same files), else it splits again. The temporary directories (the tree
-objects, later the packs and chunks) belong to it until it is closed.
+as soon as the files are selected; the upload takes it for the same files (the
+scan's exclusions are then applied pack by pack, see gitpack.write_packs), else it
+splits again. The temporary directory (the packs and chunks) belongs to it until it
+is closed.
 """
 
 from __future__ import annotations
@@ -16,20 +17,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from claude_e2b.sync.gitpack import Split, scratch_dir, split_selection
+from claude_e2b.sync.gitpack import Split, split_selection
 from claude_e2b.sync.select import Selection
 
 
 class PreparedSplit:
-    """A selection's split, being made in a thread, and the directories it is made in."""
+    """A selection's split, being made in a thread, and the directory the upload spools in."""
 
     def __init__(self, selection: Selection) -> None:
         self.selection = selection
         self._spool = tempfile.TemporaryDirectory(prefix="claude-e2b-upload-")
-        self._trees = tempfile.TemporaryDirectory(prefix="claude-e2b-trees-", dir=scratch_dir())
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-e2b-split")
         self._future: Future[Split] = executor.submit(
-            split_selection, selection, self.spool_dir / "git", Path(self._trees.name)
+            split_selection, selection, self.spool_dir / "git"
         )
         executor.shutdown(wait=False)
 
@@ -39,7 +39,7 @@ class PreparedSplit:
         return Path(self._spool.name)
 
     def serves(self, selection: Selection) -> bool:
-        """Whether it was made for exactly these files (the scan excluded none)."""
+        """Whether it was made for exactly these files."""
         return selection.root == self.selection.root and selection.files == self.selection.files
 
     def split(self) -> Split:
@@ -47,10 +47,9 @@ class PreparedSplit:
         return self._future.result()
 
     def close(self) -> None:
-        """Wait for the thread, then remove the directories; never raises."""
+        """Wait for the thread, then remove the directory; never raises."""
         with contextlib.suppress(BaseException):
             self._future.result()
-        self._trees.cleanup()
         self._spool.cleanup()
 
     def __enter__(self) -> Self:

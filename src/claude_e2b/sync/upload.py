@@ -196,7 +196,7 @@ class _Settings:
         """The sandbox side of this upload (see transfer_script)."""
         return transfer_script(
             self.remote_dir, self.repo_dir, self.codec,
-            tree=split.tree, raw=bool(split.raw), fresh=fresh,
+            packs=bool(split.blobs), raw=bool(split.raw), fresh=fresh,
         )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ BASELINE_EMAIL = "claude-e2b@localhost"
 _TRANSFER_TEMPLATE = r"""set -euo pipefail
 cd -- {remote}
 repo={repo}
-tree={tree}
+packs={packs}
 raw={raw}
 if [ {fresh} = 1 ]; then rm -rf -- "$repo"; fi
 mkdir -p -- "$repo"
@@ -59,12 +59,15 @@ trusting() {{
   "$@"
   (cd -- "$repo" && {real_time})
 }}
-checkout() {{  # the paths listed, NUL-separated, in file $1
-  trusting git -C "$repo" {checkout_config} checkout-index -f -u -z --stdin < "$1"
+checkout() {{  # the entries in file $1 ("mode blob<TAB>path", NUL-terminated)
+  # Both write the index: trusted, or git would mark the files just written as racy.
+  trusting git -C "$repo" update-index -z --index-info < "$1"
+  cut -z -f 2- < "$1" \
+    | trusting git -C "$repo" {checkout_config} checkout-index -f -u -z --stdin
 }}
 packs() {{
-  [ -n "$tree" ] || return 0
-  local k=1 sums sum name paths
+  [ "$packs" = 1 ] || return 0
+  local k=1 sums sum name entries
   # The runner sent as objects only files whose bytes are the blob's: no conversion.
   mkdir -p -- "$repo/.git/info"
   echo '* -text -eol -crlf -ident -filter -working-tree-encoding' > "$repo/.git/info/attributes"
@@ -76,12 +79,10 @@ packs() {{
       case "$name" in
         *.pack.zst) unpack_pack "$name" ;;  # listed before its index, as a pack
         *.pack | *.idx) install_pack "$name" ;;  # the pack is listed before its index
-        *.paths) paths=$name ;;
+        *.entries) entries=$name ;;
       esac
     done < "$sums"
-    # The first pack holds every tree.
-    if [ "$k" = 1 ]; then git -C "$repo" read-tree "$tree"; fi
-    checkout "$paths"
+    checkout "$entries"
     k=$((k + 1))
   done
   rm -f -- "$repo/.git/info/attributes"
@@ -137,20 +138,20 @@ def transfer_script(
     repo_dir: str,
     codec: Codec,
     *,
-    tree: str | None = None,
+    packs: bool = False,
     raw: bool = True,
     fresh: bool = False,
 ) -> str:
     """Script that checks each piece as it arrives and puts it into ``repo_dir``.
 
-    Packs are installed and their files checked out (``tree`` is the tree they hold;
-    None when nothing travels as objects), then the tar of the other files (``raw``)
-    is extracted. ``fresh`` removes ``repo_dir`` first (for a second try).
+    Packs (``packs``: when files travel as objects) are installed, their entries
+    added to the index and their files checked out, then the tar of the other files
+    (``raw``) is extracted. ``fresh`` removes ``repo_dir`` first (for a second try).
     """
     return _TRANSFER_TEMPLATE.format(
         remote=shlex.quote(remote_dir),
         repo=shlex.quote(repo_dir),
-        tree=shlex.quote(tree or ""),
+        packs=int(packs),
         raw=int(raw),
         fresh=int(fresh),
         decompress=_decompress(codec),
