@@ -111,3 +111,19 @@ def test_a_run_that_publishes_still_loads_pygithub(tmp_path: Path) -> None:
     found = _run_blocked(tmp_path, extra={"GITHUB_TOKEN": "imports-test-token"})
     assert found["code"] == 1
     assert "github" in found["loaded"]
+
+
+def test_the_local_sandbox_server_starts_without_the_sdk_client() -> None:
+    """The server's entry point loads envd's generated modules, not e2b's client (0.4 s)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "claude_e2b.sandbox.localbox", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--lifetime" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "e2b.envd.process.process_connect" in imported
+    assert "e2b.envd.filesystem.filesystem_connect" in imported
+    client = {m for m in imported if m.startswith("e2b.") and not m.startswith("e2b.envd")}
+    assert client == set()
+    assert not {"e2b.envd.api", "e2b.envd.rpc", "httpx"} & imported

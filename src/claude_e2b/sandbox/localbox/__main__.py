@@ -3,6 +3,10 @@
 import os
 import sys
 
-from .server import main
+from .envd_protocol import without_sdk_client
+
+without_sdk_client()  # before the server imports envd's generated modules
+
+from .server import main  # noqa: E402 - after the line above, on purpose
 
 raise SystemExit(main(sys.argv[1:], os.environ))
