@@ -172,7 +172,7 @@ def _note(timing: RunTiming, entry: dict[str, Any], at: float) -> None:
         timing.steps.setdefault("sandbox.create (its audit line)", (began, at))
     elif event == "agent":
         timing.events.setdefault("first agent line", at)
-    elif event in {"sandbox.created", "upload.done"}:
+    elif event in {"sandbox.created", "upload.done", "secrets.scan_ended"}:
         timing.events.setdefault(event, at)
     if event == "upload.done":
         timing.upload = {k: v for k, v in entry.items() if k not in {"event", "timestamp"}}

@@ -3,10 +3,10 @@
 Creating a sandbox takes a second or more (E2B's API, or the local server's
 namespaces); selecting and scanning a large checkout takes as long. Neither needs
 the other, so the run starts the sandbox first and waits for it only when the
-upload is about to begin. Nothing goes up before the scan has passed: the
-sandbox only exists meanwhile. A run that is blocked or cancelled before it needs
-the sandbox discards it: killed as soon as it exists (and, at the latest, when the
-interpreter joins the thread at exit).
+upload is about to begin (see run_scan: once it is ready, the upload may begin
+while the scan goes on, each file only after its scan). A run that is blocked or
+cancelled before it needs the sandbox discards it: killed as soon as it exists
+(and, at the latest, when the interpreter joins the thread at exit).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class OpeningSandbox:
         session = self._future.result()
         self._taken = True
         return session
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the sandbox is created or failed to be (now if it is)."""
+        self._future.add_done_callback(lambda _done: callback())
 
     def discard(self, *, wait: bool) -> None:
         """Kill the sandbox once it exists, unless the run took it; never raises.

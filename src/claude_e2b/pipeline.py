@@ -1,7 +1,9 @@
 """The run: one small function per step, plain values in and out.
 
-    select ─► screen ─► open sandbox ─► upload ─► setup ─► agent ─► verify ─► collect
-      Selection  Screened                 baseline  failure  AgentRun  VerifyInfo  Collected
+    select ─► screen ─┬─► upload ─► setup ─► agent ─► verify ─► collect
+      Selection  Screened │ baseline  failure  AgentRun  VerifyInfo  Collected
+          open sandbox ───┘ (the upload begins once both the sandbox is ready and the
+                             scan has passed the files of its first pack)
                                                                                     │
                                run_status + cost_report + build_result ◄────────────┘
                                                    │
@@ -66,6 +68,7 @@ from claude_e2b.result import (
     RunResult,
     VerifyInfo,
 )
+from claude_e2b.run_scan import RunScan
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
 from claude_e2b.sync.apply import (
     ApplyPolicy,
@@ -75,7 +78,7 @@ from claude_e2b.sync.apply import (
 )
 from claude_e2b.sync.changes import Changeset
 from claude_e2b.sync.prepared import PreparedSplit
-from claude_e2b.sync.screen import ContentCheck, screen
+from claude_e2b.sync.screen import ContentCheck
 from claude_e2b.sync.secrets import SecretScanner
 from claude_e2b.sync.select import Selection, SelectOptions, select_files
 from claude_e2b.sync.upload import upload_repository
@@ -128,23 +131,6 @@ def select_step(config: RunConfig) -> Selection:
     )
 
 
-def screen_step(config: RunConfig, selection: Selection, scanner: SecretScanner) -> Screened:
-    """Scan what would go up for secrets and apply the plan's policy."""
-    screening = screen(selection, scanner, config.secrets_policy)
-    for hit in screening.lines():
-        log.warning("secrets.found", hit=hit, policy=config.secrets_policy)
-    for excluded in screening.selection.excluded:
-        log.info("select.excluded", path=excluded.path, reason=excluded.reason)
-    blocked = ""
-    if screening.blocked:
-        blocked = (
-            f"the secret scan found {len(screening.hits)} secret(s) and the plan says "
-            "`secrets: fail`; remove them from the repository (or use `secrets: exclude`)"
-        )
-    warnings = tuple(f"secret found before upload: {hit}" for hit in screening.lines())
-    return Screened(screening.selection, warnings, blocked)
-
-
 def sandbox_spec(config: RunConfig) -> SandboxSpec:
     """The sandbox to create for this run."""
     return SandboxSpec(
@@ -173,18 +159,19 @@ def _allow_out(config: RunConfig) -> tuple[str, ...] | None:
 
 def upload_step(
     session: SandboxSession,
-    selection: Selection,
+    scan: RunScan,
     view: RunView,
     prepared: PreparedSplit | None = None,
 ) -> str:
-    """Send the selection up and commit it there; returns the baseline commit."""
+    """Send the files up as the scan clears them, commit them there; the baseline commit."""
     with view.transfer("Uploading", None) as transfer:
         return upload_repository(
             session,
-            selection,
+            scan.selection,
             repo_dir=SANDBOX_REPO_DIR,
             work_dir=SANDBOX_WORK_DIR,
             prepared=prepared,
+            screening=scan.underway,
             on_sent=transfer.advance,
             on_total=transfer.set_total,
         ).baseline
@@ -396,7 +383,7 @@ class _Laps:
 def work_in_sandbox(
     session: SandboxSession,
     config: RunConfig,
-    selection: Selection,
+    scan: RunScan,
     tools: RunTools,
     prepared: PreparedSplit | None = None,
 ) -> SandboxWork:
@@ -417,9 +404,7 @@ def work_in_sandbox(
     try:
         with cancel.interruptible():
             with laps("upload_s"):
-                baseline = cancel.call(
-                    lambda: upload_step(session, selection, tools.view, prepared)
-                )
+                baseline = cancel.call(lambda: upload_step(session, scan, tools.view, prepared))
             cancel.call(lambda: session.write_file(BASELINE_FILE, baseline.encode()))
             tools.journal(baseline=baseline)
             failure = cancel.call(lambda: setup_step(session, config.setup, tools.view))
@@ -429,7 +414,7 @@ def work_in_sandbox(
             agent = agent_step(session, config, tools, claude_checked)
         verify = _verify_unless_cancelled(session, config.verify, tools)
         with laps("download_s"):
-            policy = apply_policy(config, selection, tools.scanner)
+            policy = apply_policy(config, scan.screened().selection, tools.scanner)
             deadline = retry.cancelled_deadline_s if cancel.is_set else retry.deadline_s
             with tools.view.step("Collecting the changes"):
                 collected = collect_step(
@@ -544,7 +529,7 @@ def _kept_message(error: str, session: SandboxSession, config: RunConfig, until:
 def sandbox_step(
     config: RunConfig,
     opening: OpeningSandbox,
-    selection: Selection,
+    scan: RunScan,
     tools: RunTools,
     prepared: PreparedSplit | None = None,
 ) -> SandboxWork:
@@ -561,7 +546,7 @@ def sandbox_step(
     )
     work = SandboxWork()
     try:
-        work = work_in_sandbox(session, config, selection, tools, prepared)
+        work = work_in_sandbox(session, config, scan, tools, prepared)
     finally:
         if not work.kept_until:
             session.kill()
@@ -599,35 +584,45 @@ def run_pipeline(
     config.output_dir.mkdir(parents=True, exist_ok=True)
     screened = Screened(_nothing_selected(config))
     work = SandboxWork()
-    # Created while the files are selected and scanned; nothing goes up before the scan.
+    # Created while the files are selected and scanned; no file goes up before its scan.
     opening = OpeningSandbox(open_sandbox, sandbox_spec(config))
     owned = contextlib.ExitStack()
+    scan: RunScan | None = None
     try:
         with tools.cancel.interruptible():
             with tools.view.step("Selecting files"):
                 selection = select_step(config)
             # Which files go as git objects, asked of git beside the scan (no content).
             prepared = owned.enter_context(PreparedSplit(selection))
+            scan = owned.enter_context(RunScan(config, selection, tools.scanner, tools.view))
             with tools.view.step("Scanning for secrets"):
-                screened = screen_step(config, selection, tools.scanner)
-            for warning in screened.warnings:
-                tools.view.warning(warning)
+                if scan.until_ended_or_ready(opening):  # else it goes on beside the upload
+                    screened = scan.screened()
         if screened.blocked:
             opening.discard(wait=True)
         else:
-            work = sandbox_step(config, opening, screened.selection, tools, prepared)
+            work = sandbox_step(config, opening, scan, tools, prepared)
+            screened = scan.screened()
     except RunCancelled:
         opening.discard(wait=False)
         work = replace(work, cancelled=tools.cancel.message())
+        screened = _screened_so_far(scan, screened)
     except RunAborted:
         opening.discard(wait=False)
         work = replace(work, error=ABORTED, cancelled=tools.cancel.message())
+        screened = _screened_so_far(scan, screened)
     except BaseException:
         opening.discard(wait=False)
         raise
     finally:
         owned.close()
     return build_result(config, screened, work, tools.prices, started)
+
+
+def _screened_so_far(scan: RunScan | None, screened: Screened) -> Screened:
+    """The scan's verdict when it has ended by now, else what was known before."""
+    ended = scan.screened_if_ended() if scan is not None else None
+    return ended or screened
 
 
 def _nothing_selected(config: RunConfig) -> Selection:

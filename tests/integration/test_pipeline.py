@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from claude_e2b.plan import load_plan
 from claude_e2b.retrieve import apply_downloaded, download_policy, fetch_from_sandbox
 from claude_e2b.sandbox.localbox.launcher import LocalBoxHost, list_localboxes
 from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, attach_session, open_session
-from tests.gitrepo import commit_all, git
+from claude_e2b.sync import screen, secrets
+from tests.gitrepo import commit_all, git, repack
 from tests.stand_ins.anthropic_server import ScriptedAnthropic
 
 SCENARIO = Path(__file__).parents[1] / "stand_ins" / "scenarios" / "add_edit_delete.yaml"
@@ -183,43 +187,159 @@ def test_blocked_run_uploads_nothing_and_kills_its_sandbox(
     assert all(w.startswith("secret found before upload: config.py:1:") for w in result.warnings)
 
 
-def test_the_sandbox_starts_during_the_scan_and_nothing_goes_up_before_it_ends(
+def test_the_upload_begins_during_the_scan_and_no_file_leaves_before_its_scan(
     tmp_path, localbox_registry, localbox_host, claude_bin, monkeypatch
 ):
-    """The sandbox is created while the files are scanned (the start overlaps), and the
-    first byte written to it comes after the scan ended."""
-    events: list[str] = []
-    real_screen = pipeline.screen_step
+    """The sandbox starts while the files are scanned, and the upload begins before the
+    scan ends: each pack leaves once the scan has passed every file it names (the scan
+    of the last file waits for the first pack), the tar of the other files after the
+    scan's end."""
+    events: list[tuple[str, object]] = []
+    first_pack = threading.Event()
+    real_read, real_scan_tree = secrets._open_and_read, screen.scan_tree
 
-    def slow_screen(*args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(3.0)  # a long scan: the sandbox is created meanwhile
-        screened = real_screen(*args, **kwargs)
-        events.append("scanned")
-        return screened
+    def holding_read(path, rel, reader, start):  # type: ignore[no-untyped-def]
+        if rel == "zz-late.txt":
+            first_pack.wait(30)
+            time.sleep(1.0)  # a window in which an upload that did not wait would send it
+            events.append(("late-read", first_pack.is_set()))
+        return real_read(path, rel, reader, start)
 
-    monkeypatch.setattr(pipeline, "screen_step", slow_screen)
+    def recording_scan_tree(scanner, root, paths, **kwargs):  # type: ignore[no-untyped-def]
+        paths = list(paths)
+
+        def progress(n, hits):  # type: ignore[no-untyped-def]
+            events.append(("scanned", frozenset(paths[:n])))
+            kwargs["progress"](n, hits)
+
+        return real_scan_tree(scanner, root, paths, **{**kwargs, "progress": progress})
+
+    monkeypatch.setattr(secrets, "_open_and_read", holding_read)
+    monkeypatch.setattr(screen, "scan_tree", recording_scan_tree)
+    monkeypatch.setattr(
+        pipeline, "upload_repository", functools.partial(pipeline.upload_repository, group_bytes=1)
+    )
 
     class Recording(Opened):
         def __call__(self, spec: SandboxSpec) -> SandboxSession:
             session = super().__call__(spec)
-            events.append("opened")
-            real_write, real_run = session.write_file, session.run
+            events.append(("opened", None))
+            real_write = session.write_file
 
-            def write_file(*args, **kwargs):  # type: ignore[no-untyped-def]
-                events.append("sent")
-                return real_write(*args, **kwargs)
-
-            def run(*args, **kwargs):  # type: ignore[no-untyped-def]
-                events.append("sent")
-                return real_run(*args, **kwargs)
+            def write_file(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+                if path.endswith(".entries"):
+                    listing = data.read()
+                    data.seek(0)
+                    names = [r.partition(b"\t")[2].decode() for r in listing.split(b"\0")[:-1]]
+                    events.append(("pack", frozenset(names)))
+                if "/chunk-" in path:
+                    events.append(("chunk", None))
+                result = real_write(path, data, *args, **kwargs)
+                if path.endswith(".pack"):
+                    first_pack.set()
+                return result
 
             session.write_file = write_file  # type: ignore[method-assign]
-            session.run = run  # type: ignore[method-assign]
             return session
 
     repo = make_repo(tmp_path / "repo")
+    (repo / "a-early.txt").write_text("early text line\n" * 20_000)  # a scan region of its own
+    (repo / "zz-late.txt").write_text("late\n")
+    commit_all(repo, "more")
+    repack(repo)  # only packed objects travel as objects
+    (repo / "README.md").write_text("# Demo\n\nEdited: it takes the tar.\n")
     opened = Recording(localbox_host)
     with ScriptedAnthropic(SCENARIO) as api:
         result = run_pipeline(run_config(repo, tmp_path / "out", api.url, claude_bin), opened)
     assert result.status == "completed", result.message
-    assert events.index("opened") < events.index("scanned") < events.index("sent")
+    assert ("late-read", True) in events  # the first pack left before the scan's end
+    scanned: frozenset[object] = frozenset()
+    packs = 0
+    for kind, value in events:
+        if kind == "scanned":
+            scanned = value  # type: ignore[assignment]
+        elif kind == "pack":
+            assert value <= scanned, f"{value - scanned} sent before the scan passed them"
+            packs += 1
+        elif kind == "chunk":
+            assert "zz-late.txt" in scanned  # the tar after the whole scan
+    assert packs >= 3
+    late = [
+        n for n, (kind, value) in enumerate(events) if kind == "pack" and "zz-late.txt" in value
+    ]  # type: ignore[operator]
+    assert late
+    assert late[0] > events.index(("late-read", True))
+    assert ("chunk", None) in events
+    assert events.index(("opened", None)) < events.index(("late-read", True))
+
+
+def test_a_secret_found_during_the_upload_blocks_the_run_and_never_leaves(
+    tmp_path, localbox_registry, localbox_host, claude_bin, monkeypatch
+):
+    """`secrets: fail`, the upload under way when the scan reaches a secret: the run is
+    blocked, the secret's file named in no pack and its blob sent nowhere, the sandbox
+    killed, no agent run."""
+    written: list[str] = []
+    listed: list[bytes] = []
+    indexes: list[bytes] = []
+    first_pack = threading.Event()
+    real_read = secrets._open_and_read
+
+    def holding_read(path, rel, reader, start):  # type: ignore[no-untyped-def]
+        if rel == "zz-config.py":
+            first_pack.wait(30)
+        return real_read(path, rel, reader, start)
+
+    monkeypatch.setattr(secrets, "_open_and_read", holding_read)
+    monkeypatch.setattr(
+        pipeline, "upload_repository", functools.partial(pipeline.upload_repository, group_bytes=1)
+    )
+
+    class Recording(Opened):
+        def __call__(self, spec: SandboxSpec) -> SandboxSession:
+            session = super().__call__(spec)
+            real_write = session.write_file
+
+            def write_file(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+                written.append(path)
+                for suffix, kept in ((".entries", listed), (".idx", indexes)):
+                    if path.endswith(suffix):
+                        kept.append(data.read())
+                        data.seek(0)
+                result = real_write(path, data, *args, **kwargs)
+                if path.endswith(".pack"):
+                    first_pack.set()
+                return result
+
+            session.write_file = write_file  # type: ignore[method-assign]
+            return session
+
+    repo = make_repo(tmp_path / "repo")
+    plan = repo / "PLAN.md"
+    plan.write_text(plan.read_text().replace("title:", "secrets: fail\ntitle:"))
+    (repo / "a-early.txt").write_text("early text line\n" * 20_000)
+    secret = 'TOKEN = "ghp_' + "A1b2C3d4E5" * 3 + 'abcdef"\n'
+    (repo / "zz-config.py").write_text(secret)
+    commit_all(repo, "secret at the end")
+    repack(repo)
+    blob = git(repo, "rev-parse", "HEAD:zz-config.py")
+    opened = Recording(localbox_host)
+    result = run_pipeline(
+        run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), opened
+    )
+    assert result.status == "blocked", result.message
+    assert "secrets: fail" in result.message
+    assert any(p.endswith(".pack") for p in written)  # the upload had begun
+    assert listed
+    assert not any(b"zz-config.py" in entries for entries in listed)
+    sent = set()
+    for idx in indexes:
+        shown = subprocess.run(
+            ["git", "show-index"], input=idx, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+        sent |= {line.split()[1] for line in shown.splitlines()}
+    assert sent
+    assert blob not in sent
+    assert [s for s in opened.sessions if s.is_alive()] == []
+    assert list(localbox_registry.glob("*.json")) == []
+    assert result.agent.num_turns == 0

@@ -757,12 +757,17 @@ def _to_hits(
 
 # --- the tree ------------------------------------------------------------------------
 
-# What a worker thread gives back: the hits of some files, by their index.
+# What a region's scan finds: the hits of some of its files, by their index.
 _Hits = list[tuple[int, list[SecretHit]]]
 
 
 def scan_tree(
-    scanner: SecretScanner, root: Path, rel_paths: Iterable[str], *, workers: int | None = None
+    scanner: SecretScanner,
+    root: Path,
+    rel_paths: Iterable[str],
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, list[SecretHit]], None] | None = None,
 ) -> list[SecretHit]:
     """Scan the regular files among rel_paths under root; hits in the order of the paths.
 
@@ -772,20 +777,85 @@ def scan_tree(
     at most 4 in all) scan what it read.  Raises SyncError when a file cannot be
     read, since an unscanned file must not be uploaded (the first such file in
     the order given).
+
+    ``progress(n, hits)``, if given, hears that the first n paths are scanned and
+    their hits so far (all of them, in order), so that those files may go up
+    before the scan ends: n only grows, calls never overlap, at most about one
+    per region handed over, and the last, before this returns, has every path.
+    Nothing is told of a file that could not be read, nor of any after it.
     """
     rels = list(rel_paths)
     workers = min(workers or os.cpu_count() or 1, _MAX_WORKERS)
     if workers <= 1 or len(rels) < _FEW_FILES:
-        return _TreeScan(scanner, os.fspath(root), rels, _now, regions=1).run()
+        return _TreeScan(scanner, os.fspath(root), rels, _now, regions=1, progress=progress).run()
     with ThreadPoolExecutor(workers - 1, thread_name_prefix="secret-scan") as pool:
-        return _TreeScan(scanner, os.fspath(root), rels, pool.submit, regions=workers).run()
+        scan = _TreeScan(
+            scanner, os.fspath(root), rels, pool.submit, regions=workers, progress=progress
+        )
+        return scan.run()
 
 
-def _now(scan: Callable[[], _Hits]) -> Future[_Hits]:
+def _now(scan: Callable[[], None]) -> Future[None]:
     """Run the scan here and now: the single-threaded way to hand one over."""
-    done: Future[_Hits] = Future()
-    done.set_result(scan())
+    scan()
+    done: Future[None] = Future()
+    done.set_result(None)
     return done
+
+
+class _Frontier:
+    """How many paths from the start are scanned, told to a callback each time it moves.
+
+    A path is scanned once the reader is past it and the item handed over for it,
+    if any, is done.  The reader says how far it is (``passed``); each handed
+    item is ``open`` under its first path until a worker says it is ``done``.
+    The callback runs under the lock: calls come in order and never overlap.
+    """
+
+    def __init__(
+        self, found: list[list[SecretHit]], tell: Callable[[int, list[SecretHit]], None]
+    ) -> None:
+        self.found, self.tell = found, tell
+        self.lock = threading.Lock()
+        self.reader_at = 0
+        self.open: set[int] = set()
+        self.told = 0
+        self.hits: list[SecretHit] = []
+
+    def handing(self, first: int) -> None:
+        """An item whose first path is first is about to go to a worker."""
+        with self.lock:
+            self.open.add(first)
+
+    def done(self, first: int) -> None:
+        """The item whose first path is first is scanned, its hits in found."""
+        with self.lock:
+            self.open.discard(first)
+            self._move()
+
+    def passed(self, index: int) -> None:
+        """The reader has scanned or handed over every path before index."""
+        with self.lock:
+            self.reader_at = index
+            self._move()
+
+    def finish(self) -> None:
+        """Every path is scanned: the last call, which an empty scan makes too."""
+        with self.lock:
+            self.reader_at = len(self.found)
+            if not self._move() and not self.found:  # nothing to move past, yet it is done
+                self.tell(0, [])
+
+    def _move(self) -> bool:
+        """Tell the callback if the frontier moved; whether it did."""
+        to = min([self.reader_at, *self.open])
+        if to <= self.told:
+            return False
+        for hits in self.found[self.told : to]:
+            self.hits.extend(hits)
+        self.told = to
+        self.tell(to, list(self.hits))
+        return True
 
 
 class _Region:
@@ -818,6 +888,7 @@ class _TreeScan:
     that spans two files only costs that second look). Binary files are checked
     for the run's values as they are read; files too large for a region are
     handed over on their own, those past the window scanned here in windows.
+    Each handed item puts its hits in ``found`` itself, then tells the frontier.
     """
 
     def __init__(
@@ -825,13 +896,14 @@ class _TreeScan:
         scanner: SecretScanner,
         top: str,
         rels: list[str],
-        submit: Callable[[Callable[[], _Hits]], Future[_Hits]],
+        submit: Callable[[Callable[[], None]], Future[None]],
         *,
         regions: int,
+        progress: Callable[[int, list[SecretHit]], None] | None = None,
     ) -> None:
         self.scanner, self.top, self.rels, self.submit = scanner, top, rels, submit
         self.found: list[list[SecretHit]] = [[] for _ in rels]
-        self.handed: list[Future[_Hits]] = []
+        self.handed: list[Future[None]] = []
         self.free: queue.SimpleQueue[_Region] = queue.SimpleQueue()
         for _ in range(regions):
             self.free.put(_Region())
@@ -839,15 +911,19 @@ class _TreeScan:
         self.large = _Reader(_WINDOW)
         # Large files copied out and waiting for a worker: as many as there are regions.
         self.room = threading.BoundedSemaphore(regions)
+        self.frontier = None if progress is None else _Frontier(self.found, progress)
+        self.unreported = 0  # bytes this thread scanned since it last told the frontier
 
     def run(self) -> list[SecretHit]:
         """Every hit, in the order of the files."""
         for index, rel in enumerate(self.rels):
             self._take(index, rel)
         self._hand_over()
+        self._passed(len(self.rels) - 1)
         for future in self.handed:
-            for index, hits in future.result():
-                self.found[index] = hits
+            future.result()
+        if self.frontier is not None:
+            self.frontier.finish()
         return [hit for hits in self.found for hit in hits]
 
     def _take(self, index: int, rel: str) -> None:
@@ -861,10 +937,12 @@ class _TreeScan:
                 self._take_large(index, rel, fd, bytes(reader.view[start:end]))
             elif reader.is_binary(start, end):
                 self.found[index] = self.scanner._scan_read(reader.buffer, start, end, rel)  # noqa: SLF001
+                self._scanned_here(index, end - start)
             else:
                 self.region.files.append((index, rel, start, end))
                 if end >= _REGION:
                     self._hand_over()
+                    self._passed(index)
         except OSError as exc:
             raise _unreadable(rel, exc) from exc
         finally:
@@ -875,30 +953,61 @@ class _TreeScan:
         end = self.large.fill(fd, len(head))
         if end == len(self.large.buffer):  # past the window: in windows, here
             self.found[index] = self.scanner._scan_filled(fd, rel, self.large, end)  # noqa: SLF001
+            self._scanned_here(index, end)
             return
         self.room.acquire()
         data = bytes(self.large.view[:end])
+        self._handing(index)
         self.handed.append(self.submit(lambda: self._scan_large(index, rel, data)))
+        self._passed(index)
 
     def _hand_over(self) -> None:
         region = self.region
         if not region.files:
             return
+        self._handing(region.files[0][0])
         self.handed.append(self.submit(lambda: self._scan_region(region)))
         self.region = self.free.get()  # waits while every region is being scanned
 
-    def _scan_large(self, index: int, rel: str, data: bytes) -> _Hits:
+    def _scan_large(self, index: int, rel: str, data: bytes) -> None:
         try:
-            return [(index, self.scanner.scan_bytes(data, rel))]
+            self.found[index] = self.scanner.scan_bytes(data, rel)
         finally:
             self.room.release()
+        self._done(index)
 
-    def _scan_region(self, region: _Region) -> _Hits:
+    def _scan_region(self, region: _Region) -> None:
+        first = region.files[0][0]
         try:
-            return region.scan(self.scanner)
+            for index, hits in region.scan(self.scanner):
+                self.found[index] = hits
         finally:
             region.files.clear()
             self.free.put(region)
+        self._done(first)
+
+    # The frontier, when there is a progress callback: every call is a no-op without.
+
+    def _handing(self, first: int) -> None:
+        if self.frontier is not None:
+            self.frontier.handing(first)
+
+    def _done(self, first: int) -> None:
+        if self.frontier is not None:
+            self.frontier.done(first)
+
+    def _passed(self, index: int) -> None:
+        """Tell the frontier this thread is past index, short of its open region's files."""
+        if self.frontier is not None:
+            files = self.region.files
+            self.frontier.passed(files[0][0] if files else index + 1)
+        self.unreported = 0
+
+    def _scanned_here(self, index: int, size: int) -> None:
+        """Count a file scanned in this thread: tell the frontier about one region's worth."""
+        self.unreported += size
+        if self.unreported >= _REGION:
+            self._passed(index)
 
 
 def _open_and_read(path: str, rel: str, reader: _Reader, start: int) -> tuple[int, int] | None:

@@ -45,6 +45,7 @@ from claude_e2b.sandbox.session import BackgroundCommand, SandboxSession
 from claude_e2b.sync.formats import Codec, Transfer
 from claude_e2b.sync.gitpack import (
     GROUP_BYTES,
+    Cleared,
     Pack,
     PackError,
     Split,
@@ -63,6 +64,7 @@ from claude_e2b.sync.pieces import (
     resend_bad,
 )
 from claude_e2b.sync.prepared import PreparedSplit
+from claude_e2b.sync.screen import ScreenBlockedError, ScreeningUnderway
 from claude_e2b.sync.select import Selection
 from claude_e2b.sync.tarstream import (
     CHUNK_BYTES,
@@ -111,6 +113,7 @@ def upload_repository(
     stream_extract: bool = True,
     transfer: Transfer = "auto",
     prepared: PreparedSplit | None = None,
+    screening: ScreeningUnderway | None = None,
     on_sent: SentHook | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> UploadReport:
@@ -121,8 +124,11 @@ def upload_repository(
     need zstd in the sandbox). "tar" sends everything in the tar; so does a second
     try when git cannot make the packs.
     ``prepared`` is the split made ahead (see prepared; used when it was made for
-    these files, closed by its owner). ``group_bytes`` is the file content per pack,
-    ``chunk_bytes`` a tar chunk's size;
+    these files, closed by its owner). ``screening`` is the secret scan of
+    ``selection`` while it runs: each pack waits until the scan has passed its files
+    and leaves without those it excluded, the tar waits for the scan's end (nothing
+    leaves unscanned); it raises ScreenBlockedError under `secrets: fail`.
+    ``group_bytes`` is the file content per pack, ``chunk_bytes`` a tar chunk's size;
     ``codec`` None asks the sandbox which one it can decompress (see probe_codec);
     ``stream_extract`` False takes the upload in only after all of it was sent
     (slower; for measuring the phases apart). For a progress bar, ``on_sent`` hears
@@ -138,14 +144,16 @@ def upload_repository(
         transfer if codec == "zstd" or transfer == "tar" else "packs",
         on_sent=on_sent, on_total=on_total,
     )  # fmt: skip
-    sent, resends, split = _transfer_or_tar(session, selection, settings, clock, prepared)
+    scan = _Scan(selection, screening)
+    sent, resends, split = _transfer_or_tar(session, scan, settings, clock, prepared)
     script = baseline_script(repo_dir, stat_cache_path(work_dir))
     # Run again from the start if its stream drops: add + commit-tree + update-ref again.
     baseline = _run_checked(session, script, "make the baseline commit", idempotent=True)
     clock.lap("baseline_s")
+    sent_selection = scan.final()
     report = UploadReport(
-        files=len(selection.files),
-        raw_bytes=selection.total_bytes,
+        files=len(sent_selection.files),
+        raw_bytes=sent_selection.total_bytes,
         sent_bytes=sent.sent_bytes,
         chunks=len(sent.pieces) - sent.packs,
         resends=resends,
@@ -200,21 +208,42 @@ class _Settings:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """The files to send, and the secret scan of them if it is still running."""
+
+    selection: Selection
+    underway: ScreeningUnderway | None = None
+
+    def cleared(self) -> Cleared | None:
+        """What a pack waits on before it is made (None: everything was scanned)."""
+        return self.underway.cleared if self.underway else None
+
+    def final(self) -> Selection:
+        """The files that may go up, once the scan has ended (waits for it)."""
+        if self.underway is None:
+            return self.selection
+        screening = self.underway.result()
+        if screening.blocked:
+            raise ScreenBlockedError(len(screening.hits))
+        return screening.selection
+
+
 def _transfer_or_tar(
     session: SandboxSession,
-    selection: Selection,
+    scan: _Scan,
     settings: _Settings,
     clock: _Phases,
     prepared: PreparedSplit | None,
 ) -> tuple[_Sent, int, Split]:
     """The transfer; when git cannot make the packs, the transfer again with all in the tar."""
     try:
-        return _transfer(session, selection, settings, clock, prepared)
+        return _transfer(session, scan, settings, clock, prepared)
     except PackError as exc:
         # The packs come from the user's repository: if git cannot make them, the tar can.
         log.warning("upload.objects_failed", error=str(exc), then="sending every file in the tar")
         _remove_quietly(session, settings.repo_dir)
-        return _transfer(session, selection, replace(settings, transfer="tar"), clock, None)
+        return _transfer(session, scan, replace(settings, transfer="tar"), clock, None)
 
 
 @dataclass(frozen=True)
@@ -229,7 +258,7 @@ class _Sent:
 
 def _transfer(
     session: SandboxSession,
-    selection: Selection,
+    scan: _Scan,
     settings: _Settings,
     clock: _Phases,
     prepared: PreparedSplit | None,
@@ -239,13 +268,13 @@ def _transfer(
     session.run(f"rm -rf {shlex.quote(remote_dir)}", timeout=COMMAND_TIMEOUT_S, idempotent=True)
     session.make_dir(remote_dir)
     with contextlib.ExitStack() as owned:
-        tmp, split = _split(selection, settings, prepared, owned)
+        tmp, split = _split(scan.selection, settings, prepared, owned)
         clock.lap("split_s")
         streamer = (
             _start_streamer(session, settings.script(split)) if settings.stream_extract else None
         )
         try:
-            sent = _make_and_send(session, split, Path(tmp), settings)
+            sent = _make_and_send(session, split, Path(tmp), settings, scan)
             clock.lap("pack_send_s")
             resends = sent.retries + _finish(
                 session, streamer, sent.pieces, settings, split, clock=clock
@@ -275,9 +304,12 @@ def _split(
 
 
 def _make_and_send(
-    session: SandboxSession, split: Split, spool_dir: Path, settings: _Settings
+    session: SandboxSession, split: Split, spool_dir: Path, settings: _Settings, scan: _Scan
 ) -> _Sent:
-    """Make the packs, then the tar of the other files, while a sender thread uploads them."""
+    """Make the packs, then the tar of the other files, while a sender thread uploads them.
+
+    Each pack once the scan has passed its files; the tar once the scan has ended.
+    """
     outbox: queue.Queue[Outgoing | None] = queue.Queue(maxsize=QUEUE_DEPTH)
     meter = Meter()
     sender = Sender(session, settings.remote_dir, outbox, settings.on_sent, meter)
@@ -292,11 +324,11 @@ def _make_and_send(
     try:
         packs, pack_bytes = _queue_packs(
             split, spool_dir / "packs", outbox, sender,
-            chooser=chooser, group_bytes=settings.group_bytes,
+            chooser=chooser, group_bytes=settings.group_bytes, cleared=scan.cleared(),
         )  # fmt: skip
-        if split.raw and not sender.failed():
+        raw = _raw_to_send(split, scan)
+        if raw.files and not sender.failed():
             (spool_dir / "chunks").mkdir()
-            raw = Selection(split.root, split.raw, (), (), ())
             write_tar(raw, spool, spool_dir, settings.codec, settings.level)
         outbox.put(Note("CHUNKS", f"{spool.count}\n"))
         if settings.on_total is not None:
@@ -315,6 +347,13 @@ def _make_and_send(
     )  # fmt: skip
 
 
+def _raw_to_send(split: Split, scan: _Scan) -> Selection:
+    """The split's tar files that the scan kept (waits for the scan's end)."""
+    kept = {f.path for f in scan.final().files} if scan.underway else None
+    files = tuple(f for f in split.raw if kept is None or f.path in kept)
+    return Selection(split.root, files, (), (), ())
+
+
 def _transfer_name(packs: list[Pack]) -> str:
     """How the objects went: "packs", "zpacks", both joined by "+", or "tar" (none)."""
     kinds = dict.fromkeys("zpacks" if p.compressed else "packs" for p in packs)
@@ -329,11 +368,12 @@ def _queue_packs(
     *,
     chooser: Chooser,
     group_bytes: int,
+    cleared: Cleared | None,
 ) -> tuple[list[Pack], int]:
     """Queue a piece per pack as they are made, then the PACKS note; the packs, their bytes."""
     packs: list[Pack] = []
     pack_bytes = 0
-    for pack in write_packs(split, out, group_bytes, chooser):
+    for pack in write_packs(split, out, group_bytes, chooser, cleared):
         if sender.failed():
             break
         packs.append(pack)
