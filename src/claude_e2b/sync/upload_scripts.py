@@ -83,6 +83,9 @@ packs() {{
       esac
     done < "$sums"
     checkout "$entries"
+    # The trees so far, while the next pack travels: the baseline's write-tree then
+    # makes only those the later packs and the tar change (~750 trees: 0.2 s here).
+    trusting git -C "$repo" {git_config} write-tree > /dev/null
     k=$((k + 1))
   done
   rm -f -- "$repo/.git/info/attributes"
