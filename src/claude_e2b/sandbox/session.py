@@ -27,27 +27,12 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Literal, Self, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import httpx
-from e2b import Sandbox
-from e2b.exceptions import (
-    AuthenticationException,
-    FileNotFoundException,
-    InvalidArgumentException,
-    NotEnoughSpaceException,
-    NotFoundException,
-    RateLimitException,
-    SandboxException,
-    SandboxNotFoundException,
-    SandboxNotRunningException,
-    SandboxUnreachableException,
-    ServiceBusyException,
-    TimeoutException,
-)
-from e2b.sandbox.commands.command_handle import CommandExitException
 
 from claude_e2b.audit import record
 from claude_e2b.errors import (
@@ -73,6 +58,10 @@ from claude_e2b.sandbox.localbox.launcher import (
 )
 from claude_e2b.sandbox.localbox.netns import NetworkPolicy, parse_destination
 from claude_e2b.sandbox.localbox.registry import pid_alive
+
+if TYPE_CHECKING:
+    from e2b import Sandbox
+    from e2b.exceptions import SandboxException
 
 User = Literal["user", "root"]
 T = TypeVar("T")
@@ -164,36 +153,57 @@ def mapped_errors(what: str) -> Iterator[None]:
     """Translate e2b SDK and transport exceptions into our error tree."""
     try:
         yield
-    except CommandExitException:
-        raise
-    except (SandboxNotRunningException, SandboxNotFoundException) as exc:
-        raise SandboxGoneError(f"{what}: the sandbox is gone ({exc})") from exc
-    except SandboxUnreachableException as exc:
-        raise SandboxTransientError(f"{what}: the sandbox could not be reached ({exc})") from exc
-    except TimeoutException as exc:
-        raise SandboxTimeoutError(f"{what}: timed out ({exc})") from exc
-    except (RateLimitException, ServiceBusyException, httpx.TransportError, OSError) as exc:
-        raise SandboxTransientError(f"{what}: {exc}") from exc
-    except AuthenticationException as exc:
-        raise SandboxAuthError(
+    except Exception as exc:
+        mapped = _translated(what, exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def _translated(what: str, exc: Exception) -> SandboxError | None:  # noqa: PLR0911 - one per kind
+    """Ours for an SDK or transport error; None for the others (they go on as they are).
+
+    The SDK is imported here, not with this module: ``run`` starts faster without it,
+    and an SDK error means it is loaded already.
+    """
+    from e2b import exceptions as sdk  # noqa: PLC0415
+    from e2b.sandbox.commands.command_handle import CommandExitException  # noqa: PLC0415
+
+    if isinstance(exc, CommandExitException):
+        return None
+    if isinstance(exc, (sdk.SandboxNotRunningException, sdk.SandboxNotFoundException)):
+        return SandboxGoneError(f"{what}: the sandbox is gone ({exc})")
+    if isinstance(exc, sdk.SandboxUnreachableException):
+        return SandboxTransientError(f"{what}: the sandbox could not be reached ({exc})")
+    if isinstance(exc, sdk.TimeoutException):
+        return SandboxTimeoutError(f"{what}: timed out ({exc})")
+    transient = (sdk.RateLimitException, sdk.ServiceBusyException, httpx.TransportError, OSError)
+    if isinstance(exc, transient):
+        return SandboxTransientError(f"{what}: {exc}")
+    if isinstance(exc, sdk.AuthenticationException):
+        return SandboxAuthError(
             f"{what}: E2B rejected the credentials ({exc})",
             hint="check E2B_API_KEY (or the e2b-api-key input), or use --sandbox local",
-        ) from exc
-    except (
-        NotEnoughSpaceException,
-        FileNotFoundException,
-        NotFoundException,
-        InvalidArgumentException,
-    ) as exc:
-        raise _file_error(what, exc) from exc
-    except SandboxException as exc:
-        raise _by_status(what, exc) from exc
+        )
+    files = (
+        sdk.NotEnoughSpaceException,
+        sdk.FileNotFoundException,
+        sdk.NotFoundException,
+        sdk.InvalidArgumentException,
+    )
+    if isinstance(exc, files):
+        return _file_error(what, exc)
+    if isinstance(exc, sdk.SandboxException):
+        return _by_status(what, exc)
+    return None
 
 
 def _file_error(what: str, exc: SandboxException) -> SandboxFileError:
-    if isinstance(exc, NotEnoughSpaceException):
+    from e2b import exceptions as sdk  # noqa: PLC0415 - loaded: exc is one of its errors
+
+    if isinstance(exc, sdk.NotEnoughSpaceException):
         return SandboxFileError(f"{what}: the sandbox's disk is full ({exc})", hint=DISK_FULL_HINT)
-    if isinstance(exc, InvalidArgumentException):
+    if isinstance(exc, sdk.InvalidArgumentException):
         return SandboxFileError(f"{what}: invalid argument ({exc})")
     return SandboxFileError(f"{what}: {exc}")
 
@@ -373,6 +383,8 @@ class BackgroundCommand:
         REATTACH_TRIES times): its exit code is then still exact, but what it printed
         while no stream was attached is missing from the callbacks and the outcome.
         """
+        from e2b.sandbox.commands.command_handle import CommandExitException  # noqa: PLC0415
+
         out, err = _Collected(on_stdout), _Collected(on_stderr)
         for tries_left in range(REATTACH_TRIES, -1, -1):
             try:
@@ -870,6 +882,17 @@ def _keep_local(box: LocalBoxHandle) -> None:
         raise SandboxError(f"the local sandbox refused to be kept: HTTP {answer.status_code}")
 
 
+def _sdk_sandbox() -> type[Sandbox]:
+    """The SDK's Sandbox class, imported on first use (see _translated)."""
+    from e2b import Sandbox  # noqa: PLC0415
+
+    return Sandbox
+
+
+# Loads the SDK beside a local server's start (one thread, for the process's life).
+_SDK_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-e2b-sdk")
+
+
 def _owner_metadata(spec: SandboxSpec) -> dict[str, str]:
     return {**spec.metadata, OWNER_KEY: OWNER_VALUE}
 
@@ -904,6 +927,7 @@ def _network_opts(spec: SandboxSpec) -> dict[str, Any] | None:
 
 def _open_e2b(spec: SandboxSpec) -> SandboxSession:
     what = f"create E2B sandbox from template {spec.template!r}"
+    Sandbox = _sdk_sandbox()  # noqa: N806 - the SDK's class
     try:
         with mapped_errors(what):
             sandbox = Sandbox.create(
@@ -935,6 +959,8 @@ def _local_network(spec: SandboxSpec) -> NetworkPolicy:
 
 
 def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
+    # The SDK loads (0.4 s) while the server starts in its own process.
+    loading = _SDK_LOADER.submit(_sdk_sandbox)
     handle = start_localbox(
         LocalBoxOptions(
             lifetime_s=float(spec.lifetime_s),
@@ -947,6 +973,7 @@ def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
         ready_timeout=spec.create_timeout_s,
     )
     try:
+        Sandbox = loading.result()  # noqa: N806 - the SDK's class
         with mapped_errors("create the local sandbox"):
             sandbox = Sandbox.create(
                 template=spec.template,
@@ -992,7 +1019,8 @@ def attach_session(
 
 def _attach_e2b(sandbox_id: str) -> Sandbox:
     what = f"connect to E2B sandbox {sandbox_id}"
-    return retrying(what, lambda: Sandbox.connect(sandbox_id, request_timeout=CONTROL_TIMEOUT_S))
+    sandbox = _sdk_sandbox()
+    return retrying(what, lambda: sandbox.connect(sandbox_id, request_timeout=CONTROL_TIMEOUT_S))
 
 
 def _attach_local(
@@ -1008,7 +1036,7 @@ def _attach_local(
     options = _local_sdk_options(info, api_key)
     sandbox = retrying(
         f"connect to local sandbox {sandbox_id}",
-        lambda: Sandbox.connect(sandbox_id, request_timeout=CONTROL_TIMEOUT_S, **options),
+        lambda: _sdk_sandbox().connect(sandbox_id, request_timeout=CONTROL_TIMEOUT_S, **options),
     )
     return sandbox, lambda: not pid_alive(info.pid)
 
@@ -1062,7 +1090,7 @@ def list_sandboxes(backend: Backend, registry_dir: Path) -> list[SandboxSummary]
 def _list_e2b() -> list[SandboxSummary]:
     from e2b import SandboxQuery  # noqa: PLC0415 - only the e2b backend needs it
 
-    paginator = Sandbox.list(
+    paginator = _sdk_sandbox().list(
         query=SandboxQuery(metadata={OWNER_KEY: OWNER_VALUE}), request_timeout=CONTROL_TIMEOUT_S
     )
     found: list[SandboxSummary] = []
@@ -1086,5 +1114,5 @@ def kill_sandbox(backend: Backend, sandbox_id: str, registry_dir: Path) -> bool:
         return kill_localbox(sandbox_id, registry_dir)
     return retrying(
         f"kill sandbox {sandbox_id}",
-        lambda: bool(Sandbox.kill(sandbox_id, request_timeout=CONTROL_TIMEOUT_S)),
+        lambda: bool(_sdk_sandbox().kill(sandbox_id, request_timeout=CONTROL_TIMEOUT_S)),
     )
