@@ -69,7 +69,7 @@ from claude_e2b.result import (
     VerifyInfo,
 )
 from claude_e2b.run_scan import RunScan
-from claude_e2b.sandbox.session import SandboxSession, SandboxSpec
+from claude_e2b.sandbox.session import SandboxSession, SandboxSpec, load_sdk
 from claude_e2b.sync.apply import (
     ApplyPolicy,
     ApplyResult,
@@ -586,6 +586,7 @@ def run_pipeline(
     work = SandboxWork()
     # Created while the files are selected and scanned; no file goes up before its scan.
     opening = OpeningSandbox(open_sandbox, sandbox_spec(config))
+    load_sdk()  # here, while a local sandbox's server starts; not beside the scan
     owned = contextlib.ExitStack()
     scan: RunScan | None = None
     try:

@@ -27,7 +27,6 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, Self, TypeVar
@@ -889,8 +888,13 @@ def _sdk_sandbox() -> type[Sandbox]:
     return Sandbox
 
 
-# Loads the SDK beside a local server's start (one thread, for the process's life).
-_SDK_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-e2b-sdk")
+def load_sdk() -> None:
+    """Import the e2b SDK now (0.4 s), e.g. while a local sandbox's server starts.
+
+    In the thread that would otherwise select and scan: imported beside them, it
+    shares the interpreter's lock with them and slows both.
+    """
+    _sdk_sandbox()
 
 
 def _owner_metadata(spec: SandboxSpec) -> dict[str, str]:
@@ -959,8 +963,6 @@ def _local_network(spec: SandboxSpec) -> NetworkPolicy:
 
 
 def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
-    # The SDK loads (0.4 s) while the server starts in its own process.
-    loading = _SDK_LOADER.submit(_sdk_sandbox)
     handle = start_localbox(
         LocalBoxOptions(
             lifetime_s=float(spec.lifetime_s),
@@ -973,7 +975,7 @@ def _open_local(spec: SandboxSpec, host: LocalBoxHost) -> SandboxSession:
         ready_timeout=spec.create_timeout_s,
     )
     try:
-        Sandbox = loading.result()  # noqa: N806 - the SDK's class
+        Sandbox = _sdk_sandbox()  # noqa: N806 - the SDK's class
         with mapped_errors("create the local sandbox"):
             sandbox = Sandbox.create(
                 template=spec.template,
