@@ -108,6 +108,9 @@ def test_a_crash_of_the_run_leaves_no_sandbox_process(tmp_path, cli_env):
     repo = make_repo(tmp_path / "repo")
     plan = _write_plan(repo, "timeout-minutes: 5\n")
     registry = Path(cli_env["CLAUDE_E2B_STATE_DIR"]) / "localbox"
+    # A killed run cannot remove its upload spool: keep it in this test's directory.
+    cli_env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
     with ScriptedAnthropic(SCENARIOS / "slow.yaml") as api:
         cli_env["ANTHROPIC_BASE_URL"] = api.url
         run = subprocess.Popen(
