@@ -187,6 +187,58 @@ def test_blocked_run_uploads_nothing_and_kills_its_sandbox(
     assert all(w.startswith("secret found before upload: config.py:1:") for w in result.warnings)
 
 
+class Watched(Opened):
+    """Sessions whose uploads are watched: each file written goes into ``events`` as
+    ("write", path, bytes of an .entries or .idx file else None), and ``first_pack`` is
+    set once a .pack has gone."""
+
+    def __init__(self, host: LocalBoxHost, events: list[tuple[object, ...]]) -> None:
+        super().__init__(host)
+        self.events = events
+        self.first_pack = threading.Event()
+
+    def __call__(self, spec: SandboxSpec) -> SandboxSession:
+        session = super().__call__(spec)
+        self.events.append(("opened",))
+        real_write = session.write_file
+
+        def write_file(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+            content = None
+            if path.endswith((".entries", ".idx")):
+                content = data.read()
+                data.seek(0)
+            self.events.append(("write", path, content))
+            result = real_write(path, data, *args, **kwargs)
+            if path.endswith(".pack"):
+                self.first_pack.set()
+            return result
+
+        session.write_file = write_file  # type: ignore[method-assign]
+        return session
+
+
+def hold_scan(monkeypatch, rel: str, until: threading.Event, events: list) -> None:  # type: ignore[no-untyped-def]
+    """The scan reads ``rel`` only once ``until`` is set, and a second later (a window in
+    which an upload that did not wait for the scan would send it); packs of one blob."""
+    real_read = secrets._open_and_read
+
+    def holding_read(path, name, reader, start):  # type: ignore[no-untyped-def]
+        if name == rel:
+            until.wait(30)
+            time.sleep(1.0)
+            events.append(("held-read", until.is_set()))
+        return real_read(path, name, reader, start)
+
+    monkeypatch.setattr(secrets, "_open_and_read", holding_read)
+    monkeypatch.setattr(
+        pipeline, "upload_repository", functools.partial(pipeline.upload_repository, group_bytes=1)
+    )
+
+
+def entries_names(listing: bytes) -> frozenset[str]:
+    return frozenset(r.partition(b"\t")[2].decode() for r in listing.split(b"\0")[:-1])
+
+
 def test_the_upload_begins_during_the_scan_and_no_file_leaves_before_its_scan(
     tmp_path, localbox_registry, localbox_host, claude_bin, monkeypatch
 ):
@@ -194,16 +246,10 @@ def test_the_upload_begins_during_the_scan_and_no_file_leaves_before_its_scan(
     scan ends: each pack leaves once the scan has passed every file it names (the scan
     of the last file waits for the first pack), the tar of the other files after the
     scan's end."""
-    events: list[tuple[str, object]] = []
-    first_pack = threading.Event()
-    real_read, real_scan_tree = secrets._open_and_read, screen.scan_tree
-
-    def holding_read(path, rel, reader, start):  # type: ignore[no-untyped-def]
-        if rel == "zz-late.txt":
-            first_pack.wait(30)
-            time.sleep(1.0)  # a window in which an upload that did not wait would send it
-            events.append(("late-read", first_pack.is_set()))
-        return real_read(path, rel, reader, start)
+    events: list[tuple[object, ...]] = []
+    opened = Watched(localbox_host, events)
+    hold_scan(monkeypatch, "zz-late.txt", opened.first_pack, events)
+    real_scan_tree = screen.scan_tree
 
     def recording_scan_tree(scanner, root, paths, **kwargs):  # type: ignore[no-untyped-def]
         paths = list(paths)
@@ -214,63 +260,35 @@ def test_the_upload_begins_during_the_scan_and_no_file_leaves_before_its_scan(
 
         return real_scan_tree(scanner, root, paths, **{**kwargs, "progress": progress})
 
-    monkeypatch.setattr(secrets, "_open_and_read", holding_read)
     monkeypatch.setattr(screen, "scan_tree", recording_scan_tree)
-    monkeypatch.setattr(
-        pipeline, "upload_repository", functools.partial(pipeline.upload_repository, group_bytes=1)
-    )
-
-    class Recording(Opened):
-        def __call__(self, spec: SandboxSpec) -> SandboxSession:
-            session = super().__call__(spec)
-            events.append(("opened", None))
-            real_write = session.write_file
-
-            def write_file(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
-                if path.endswith(".entries"):
-                    listing = data.read()
-                    data.seek(0)
-                    names = [r.partition(b"\t")[2].decode() for r in listing.split(b"\0")[:-1]]
-                    events.append(("pack", frozenset(names)))
-                if "/chunk-" in path:
-                    events.append(("chunk", None))
-                result = real_write(path, data, *args, **kwargs)
-                if path.endswith(".pack"):
-                    first_pack.set()
-                return result
-
-            session.write_file = write_file  # type: ignore[method-assign]
-            return session
-
     repo = make_repo(tmp_path / "repo")
     (repo / "a-early.txt").write_text("early text line\n" * 20_000)  # a scan region of its own
     (repo / "zz-late.txt").write_text("late\n")
     commit_all(repo, "more")
     repack(repo)  # only packed objects travel as objects
     (repo / "README.md").write_text("# Demo\n\nEdited: it takes the tar.\n")
-    opened = Recording(localbox_host)
     with ScriptedAnthropic(SCENARIO) as api:
         result = run_pipeline(run_config(repo, tmp_path / "out", api.url, claude_bin), opened)
     assert result.status == "completed", result.message
-    assert ("late-read", True) in events  # the first pack left before the scan's end
+    held = events.index(("held-read", True))  # the first pack left before the scan's end
+    assert events.index(("opened",)) < held
     scanned: frozenset[object] = frozenset()
-    packs = 0
-    for kind, value in events:
-        if kind == "scanned":
-            scanned = value  # type: ignore[assignment]
-        elif kind == "pack":
-            assert value <= scanned, f"{value - scanned} sent before the scan passed them"
+    packs, late, chunks = 0, [], 0
+    for n, event in enumerate(events):
+        if event[0] == "scanned":
+            scanned = event[1]  # type: ignore[assignment]
+        elif event[0] == "write" and str(event[1]).endswith(".entries"):
+            names = entries_names(event[2])  # type: ignore[arg-type]
+            assert names <= scanned, f"{names - scanned} sent before the scan passed them"
             packs += 1
-        elif kind == "chunk":
+            late += [n] if "zz-late.txt" in names else []
+        elif event[0] == "write" and "/chunk-" in str(event[1]):
             assert "zz-late.txt" in scanned  # the tar after the whole scan
+            chunks += 1
     assert packs >= 3
-    late = [
-        n for n, (kind, value) in enumerate(events) if kind == "pack" and "zz-late.txt" in value
-    ]  # type: ignore[operator]
     assert late
-    assert late[0] > events.index(("late-read", True))
-    assert ("chunk", None) in events
-    assert events.index(("opened", None)) < events.index(("late-read", True))
+    assert late[0] > held
+    assert chunks
 
 
 def test_a_secret_found_during_the_upload_blocks_the_run_and_never_leaves(
@@ -279,41 +297,9 @@ def test_a_secret_found_during_the_upload_blocks_the_run_and_never_leaves(
     """`secrets: fail`, the upload under way when the scan reaches a secret: the run is
     blocked, the secret's file named in no pack and its blob sent nowhere, the sandbox
     killed, no agent run."""
-    written: list[str] = []
-    listed: list[bytes] = []
-    indexes: list[bytes] = []
-    first_pack = threading.Event()
-    real_read = secrets._open_and_read
-
-    def holding_read(path, rel, reader, start):  # type: ignore[no-untyped-def]
-        if rel == "zz-config.py":
-            first_pack.wait(30)
-        return real_read(path, rel, reader, start)
-
-    monkeypatch.setattr(secrets, "_open_and_read", holding_read)
-    monkeypatch.setattr(
-        pipeline, "upload_repository", functools.partial(pipeline.upload_repository, group_bytes=1)
-    )
-
-    class Recording(Opened):
-        def __call__(self, spec: SandboxSpec) -> SandboxSession:
-            session = super().__call__(spec)
-            real_write = session.write_file
-
-            def write_file(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
-                written.append(path)
-                for suffix, kept in ((".entries", listed), (".idx", indexes)):
-                    if path.endswith(suffix):
-                        kept.append(data.read())
-                        data.seek(0)
-                result = real_write(path, data, *args, **kwargs)
-                if path.endswith(".pack"):
-                    first_pack.set()
-                return result
-
-            session.write_file = write_file  # type: ignore[method-assign]
-            return session
-
+    events: list[tuple[object, ...]] = []
+    opened = Watched(localbox_host, events)
+    hold_scan(monkeypatch, "zz-config.py", opened.first_pack, events)
     repo = make_repo(tmp_path / "repo")
     plan = repo / "PLAN.md"
     plan.write_text(plan.read_text().replace("title:", "secrets: fail\ntitle:"))
@@ -323,21 +309,23 @@ def test_a_secret_found_during_the_upload_blocks_the_run_and_never_leaves(
     commit_all(repo, "secret at the end")
     repack(repo)
     blob = git(repo, "rev-parse", "HEAD:zz-config.py")
-    opened = Recording(localbox_host)
     result = run_pipeline(
         run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), opened
     )
     assert result.status == "blocked", result.message
     assert "secrets: fail" in result.message
-    assert any(p.endswith(".pack") for p in written)  # the upload had begun
+    writes = [(str(e[1]), e[2]) for e in events if e[0] == "write"]
+    assert any(path.endswith(".pack") for path, _ in writes)  # the upload had begun
+    listed = [entries_names(c) for p, c in writes if p.endswith(".entries")]  # type: ignore[arg-type]
     assert listed
-    assert not any(b"zz-config.py" in entries for entries in listed)
+    assert not any("zz-config.py" in names for names in listed)
     sent = set()
-    for idx in indexes:
-        shown = subprocess.run(
-            ["git", "show-index"], input=idx, capture_output=True, check=True, timeout=60
-        ).stdout.decode()
-        sent |= {line.split()[1] for line in shown.splitlines()}
+    for path, idx in writes:
+        if path.endswith(".idx"):
+            shown = subprocess.run(
+                ["git", "show-index"], input=idx, capture_output=True, check=True, timeout=60
+            ).stdout.decode()
+            sent |= {line.split()[1] for line in shown.splitlines()}
     assert sent
     assert blob not in sent
     assert [s for s in opened.sessions if s.is_alive()] == []
