@@ -602,7 +602,7 @@ def run_pipeline(
         if screened.blocked:
             opening.discard(wait=True)
         else:
-            work = sandbox_step(config, opening, scan, tools, prepared)
+            work = _sandbox_unless_blocked(config, opening, scan, tools, prepared)
             screened = scan.screened()
     except RunCancelled:
         opening.discard(wait=False)
@@ -618,6 +618,27 @@ def run_pipeline(
     finally:
         owned.close()
     return build_result(config, screened, work, tools.prices, started)
+
+
+def _sandbox_unless_blocked(
+    config: RunConfig,
+    opening: OpeningSandbox,
+    scan: RunScan,
+    tools: RunTools,
+    prepared: PreparedSplit,
+) -> SandboxWork:
+    """The sandbox step; a scan that blocks the run has the last word.
+
+    The sandbox may fail to start before the scan is over: the run is then blocked
+    (nothing went up), as it would have been had the scan ended first.
+    """
+    try:
+        return sandbox_step(config, opening, scan, tools, prepared)
+    except ClaudeE2BError:
+        if not scan.blocks():
+            raise
+        log.info("run.blocked_anyway", reason="the sandbox failed before the scan ended")
+        return SandboxWork()
 
 
 def _screened_so_far(scan: RunScan | None, screened: Screened) -> Screened:

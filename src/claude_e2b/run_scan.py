@@ -65,6 +65,13 @@ class RunScan:
                 self.view.warning(warning)
         return self._screened
 
+    def blocks(self) -> bool:
+        """Whether the scan, once ended, blocks the run (False when it failed)."""
+        try:
+            return bool(self.screened().blocked)
+        except Exception:  # noqa: BLE001 - its error is reported where it is met
+            return False
+
     def screened_if_ended(self) -> Screened | None:
         """The verdict when the scan has ended (without an error), else None."""
         if not self.underway.ended():

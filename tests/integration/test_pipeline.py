@@ -9,12 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from claude_e2b import pipeline
 from claude_e2b.collect import CollectPolicy
 from claude_e2b.config import Credentials, Overrides, build_run_config
-from claude_e2b.errors import SandboxError
+from claude_e2b.errors import SandboxError, SandboxStartError
 from claude_e2b.pipeline import run_pipeline
 from claude_e2b.plan import load_plan
 from claude_e2b.retrieve import apply_downloaded, download_policy, fetch_from_sandbox
@@ -331,3 +332,42 @@ def test_a_secret_found_during_the_upload_blocks_the_run_and_never_leaves(
     assert [s for s in opened.sessions if s.is_alive()] == []
     assert list(localbox_registry.glob("*.json")) == []
     assert result.agent.num_turns == 0
+
+
+def test_a_sandbox_failing_before_the_scan_blocks_still_gives_blocked(
+    tmp_path, localbox_registry, localbox_host, claude_bin, monkeypatch
+):
+    """`secrets: fail`: the sandbox fails to start while the scan is still on its way to
+    the secret; the run is blocked (nothing went up), not failed with the sandbox's error."""
+    failed = threading.Event()
+    events: list[tuple[object, ...]] = []
+    hold_scan(monkeypatch, "zz-config.py", failed, events)
+
+    def failing(_spec: SandboxSpec) -> SandboxSession:
+        failed.set()
+        raise SandboxStartError("the sandbox could not start", hint="try again")
+
+    repo = make_repo(tmp_path / "repo")
+    plan = repo / "PLAN.md"
+    plan.write_text(plan.read_text().replace("title:", "secrets: fail\ntitle:"))
+    (repo / "zz-config.py").write_text('TOKEN = "ghp_' + "A1b2C3d4E5" * 3 + 'abcdef"\n')
+    commit_all(repo, "secret")
+    result = run_pipeline(
+        run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), failing
+    )
+    assert ("held-read", True) in events  # the scan reached the secret after the failure
+    assert result.status == "blocked", result.message
+    assert "secrets: fail" in result.message
+
+
+def test_a_sandbox_failing_while_the_scan_finds_nothing_fails_the_run(
+    tmp_path, localbox_registry, localbox_host, claude_bin
+):
+    """Without a secret, the sandbox's failure is the run's answer."""
+
+    def failing(_spec: SandboxSpec) -> SandboxSession:
+        raise SandboxStartError("the sandbox could not start", hint="try again")
+
+    repo = make_repo(tmp_path / "repo")
+    with pytest.raises(SandboxStartError):
+        run_pipeline(run_config(repo, tmp_path / "out", "http://127.0.0.1:9", claude_bin), failing)
