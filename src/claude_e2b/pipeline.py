@@ -595,7 +595,8 @@ def run_pipeline(
                 selection = select_step(config)
             # Which files go as git objects, asked of git beside the scan (no content).
             prepared = owned.enter_context(PreparedSplit(selection))
-            scan = owned.enter_context(RunScan(config, selection, tools.scanner, tools.view))
+            scan = RunScan(config, selection, tools.scanner, tools.view)
+            owned.callback(scan.close)
             with tools.view.step("Scanning for secrets"):
                 if scan.until_ended_or_ready(opening):  # else it goes on beside the upload
                     screened = scan.screened()

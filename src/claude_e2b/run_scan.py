@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from types import TracebackType
-from typing import Self
 
 from claude_e2b.config import RunConfig
 from claude_e2b.log import get_logger
@@ -67,34 +65,23 @@ class RunScan:
 
     def blocks(self) -> bool:
         """Whether the scan, once ended, blocks the run (False when it failed)."""
-        try:
-            return bool(self.screened().blocked)
-        except Exception:  # noqa: BLE001 - its error is reported where it is met
-            return False
+        screened = self._screened_or_none()
+        return screened is not None and bool(screened.blocked)
 
     def screened_if_ended(self) -> Screened | None:
         """The verdict when the scan has ended (without an error), else None."""
-        if not self.underway.ended():
-            return None
-        try:
-            return self.screened()
-        except Exception:  # noqa: BLE001 - its error is the upload's, reported there
-            return None
+        return self._screened_or_none() if self.underway.ended() else None
 
     def close(self) -> None:
         """Wait for the scan's thread; never raises."""
         self.underway.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        _kind: type[BaseException] | None,
-        _error: BaseException | None,
-        _trace: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _screened_or_none(self) -> Screened | None:
+        """The verdict (waits for the scan's end); None when the scan failed."""
+        try:
+            return self.screened()
+        except Exception:  # noqa: BLE001 - its error is reported where it is met
+            return None
 
 
 def verdict(config: RunConfig, screening: Screening) -> Screened:
